@@ -1,0 +1,104 @@
+import { z } from 'zod';
+
+/**
+ * Every setting the service reads, validated before anything is opened. This is the only
+ * place that reads process.env.
+ */
+const port = (fallback: number) =>
+  z
+    .string()
+    .default(String(fallback))
+    .refine((v) => /^\d+$/.test(v) && Number(v) >= 0 && Number(v) <= 65535, {
+      message: 'must be a port number from 0 to 65535',
+    })
+    .transform(Number);
+
+const positiveInt = (fallback: number) =>
+  z
+    .string()
+    .default(String(fallback))
+    .refine((v) => /^\d+$/.test(v) && Number(v) >= 1, { message: 'must be a positive integer' })
+    .transform(Number);
+
+const schema = z.object({
+  PORT: port(3000),
+  GRPC_PORT: port(50051),
+  LEDGER_DATA_DIR: z.string().min(1).default('./data'),
+  LEDGER_EVENT_STORE: z.enum(['sqlite', 'postgres', 'eventstoredb']).default('sqlite'),
+  EVENTSTORE_URL: z.string().min(1).default('esdb://127.0.0.1:2113?tls=false'),
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// connection string')
+    .optional(),
+  NATS_URL: z.string().min(1).default('nats://127.0.0.1:4222'),
+  LEDGER_JWT_SECRET: z.string().min(1).optional(),
+  LEDGER_JWKS_URL: z.string().min(1).optional(),
+  LEDGER_JWT_ISSUER: z.string().min(1).optional(),
+  LEDGER_JWT_AUDIENCE: z.string().min(1).optional(),
+  LOG_LEVEL: z
+    .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+    .default('info'),
+  /** Write a snapshot after this many events since the last one. */
+  LEDGER_SNAPSHOT_EVERY: positiveInt(500),
+  /** How many aggregates (organizations and users) the write side keeps in memory. */
+  LEDGER_CACHE_SIZE: positiveInt(10_000),
+});
+
+export interface LedgerConfig {
+  port: number;
+  grpcPort: number;
+  dataDir: string;
+  eventStore: 'sqlite' | 'postgres' | 'eventstoredb';
+  eventStoreUrl: string;
+  databaseUrl?: string;
+  natsServers: string[];
+  jwtSecret?: string;
+  jwksUrl?: string;
+  jwtIssuer?: string;
+  jwtAudience?: string;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  snapshotEvery: number;
+  cacheSize: number;
+}
+
+/** A wrong setting: its message is the one line printed before the process exits. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): LedgerConfig {
+  // Empty variables count as unset, as a shell `FOO= npm start` means.
+  const present = Object.fromEntries(
+    Object.entries(env).filter(([, value]) => value !== undefined && value !== ''),
+  );
+  const parsed = schema.safeParse(present);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const name = String(issue.path[0]);
+    throw new ConfigError(
+      `Invalid setting ${name}=${JSON.stringify(env[name] ?? '')}: ${issue.message}`,
+    );
+  }
+  const s = parsed.data;
+  return {
+    port: s.PORT,
+    grpcPort: s.GRPC_PORT,
+    dataDir: s.LEDGER_DATA_DIR,
+    eventStore: s.LEDGER_EVENT_STORE,
+    eventStoreUrl: s.EVENTSTORE_URL,
+    databaseUrl: s.DATABASE_URL,
+    natsServers: s.NATS_URL.split(',').map((url) => url.trim()),
+    jwtSecret: s.LEDGER_JWT_SECRET,
+    jwksUrl: s.LEDGER_JWKS_URL,
+    jwtIssuer: s.LEDGER_JWT_ISSUER,
+    jwtAudience: s.LEDGER_JWT_AUDIENCE,
+    logLevel: s.LOG_LEVEL,
+    snapshotEvery: s.LEDGER_SNAPSHOT_EVERY,
+    cacheSize: s.LEDGER_CACHE_SIZE,
+  };
+}
+
+export const LEDGER_CONFIG = Symbol('LEDGER_CONFIG');

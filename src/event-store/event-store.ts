@@ -1,0 +1,133 @@
+/**
+ * The event-store port. Adapters (sqlite, later postgres and eventstoredb) implement it and
+ * pass one contract suite (test/contract). Revisions are per stream and start at 0n; positions
+ * are global, strictly increasing, and always bigint so that no store's position can round.
+ */
+
+export type ActorKind = 'user' | 'integration' | 'service';
+
+export interface Actor {
+  kind: ActorKind;
+  id: string;
+}
+
+export interface EventMetadata {
+  eventId: string;
+  occurredAt: string;
+  actor: Actor;
+  correlationId: string;
+  causationId: string;
+}
+
+/** An event about to be appended: the store assigns revision and position. */
+export interface NewEvent {
+  eventId: string;
+  type: string;
+  data: unknown;
+  metadata: EventMetadata;
+}
+
+export interface RecordedEvent {
+  eventId: string;
+  type: string;
+  streamId: string;
+  revision: bigint;
+  position: bigint;
+  data: unknown;
+  metadata: EventMetadata;
+}
+
+/**
+ * What the writer believes the stream looks like: `no_stream` (must not exist yet),
+ * `any`, or the revision of the stream's last event.
+ */
+export type ExpectedRevision = 'no_stream' | 'any' | bigint;
+
+/** The revision of an empty stream, as appends report it. */
+export const NO_REVISION = -1n;
+
+export interface AppendResult {
+  /** Revision of the last event written (NO_REVISION if nothing was written). */
+  nextExpectedRevision: bigint;
+  /** Global position of the last event written. */
+  position: bigint;
+}
+
+export interface ReadStreamOptions {
+  direction?: 'forwards' | 'backwards';
+  /** Inclusive; defaults to the first (forwards) or last (backwards) event. */
+  fromRevision?: bigint;
+  maxCount?: number;
+}
+
+export interface ReadAllOptions {
+  /** Exclusive: events strictly after this position. 0n reads from the start. */
+  fromPosition?: bigint;
+  maxCount?: number;
+}
+
+export interface SubscribeOptions {
+  /** Exclusive, as for readAll. */
+  fromPosition?: bigint;
+  /** Only streams whose id starts with one of these prefixes. */
+  streamPrefixes?: string[];
+  /** Called once when the subscription first reaches the end of the store. */
+  onCaughtUp?: () => void | Promise<void>;
+  onError?: (error: unknown) => void;
+}
+
+export type EventHandler = (event: RecordedEvent) => void | Promise<void>;
+
+export interface Subscription {
+  /** Stops delivering; resolves once the handler in progress (if any) has finished. */
+  stop(): Promise<void>;
+}
+
+/** Thrown when the expected revision does not match the stream. */
+export class WrongExpectedRevisionError extends Error {
+  constructor(
+    readonly streamId: string,
+    readonly expected: ExpectedRevision,
+    readonly actual: bigint,
+  ) {
+    super(
+      `stream ${streamId}: expected revision ${String(expected)}, actual ${actual.toString()}`,
+    );
+    this.name = 'WrongExpectedRevisionError';
+  }
+}
+
+export interface EventStore {
+  appendToStream(
+    streamId: string,
+    events: NewEvent[],
+    expected: ExpectedRevision,
+  ): Promise<AppendResult>;
+  /** An empty array when the stream does not exist. */
+  readStream(streamId: string, options?: ReadStreamOptions): Promise<RecordedEvent[]>;
+  readAll(options?: ReadAllOptions): Promise<RecordedEvent[]>;
+  /** Catch-up from `fromPosition`, then live; the handler is awaited, one event at a time. */
+  subscribeToAll(handler: EventHandler, options?: SubscribeOptions): Subscription;
+  /** Position of the newest event in the store (0n when empty). */
+  headPosition(): Promise<bigint>;
+  /** A cheap check that the store answers, for /health. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export const EVENT_STORE = Symbol('EVENT_STORE');
+
+/** Latest saved state of a stream, so that loading never reads a whole history. */
+export interface Snapshot {
+  streamId: string;
+  revision: bigint;
+  position: bigint;
+  schemaVersion: number;
+  state: string;
+}
+
+export interface SnapshotStore {
+  loadSnapshot(streamId: string): Promise<Snapshot | undefined>;
+  saveSnapshot(snapshot: Snapshot): Promise<void>;
+}
+export const SNAPSHOT_STORE = Symbol('SNAPSHOT_STORE');
