@@ -1,0 +1,296 @@
+import { Map as ImmutableMap } from 'immutable';
+import { IDEMPOTENCY_WINDOW_MS, toMillis } from '../time';
+import { availableCredits, insertInBurnDownOrder, subtractAllocations } from './burn-down';
+import type { Allocation, OrganizationEvent } from './events';
+import {
+  transferInKey,
+  type CharmRun,
+  type Grant,
+  type OrganizationState,
+  type Reservation,
+} from './state';
+
+/** How often (in event time) keys past their idempotency window are dropped. */
+const PRUNE_EVERY_MS = 60 * 60 * 1000;
+
+/** Folds one event into the state. Pure: the same events always give the same state. */
+export function evolve(state: OrganizationState, event: OrganizationEvent): OrganizationState {
+  const at = toMillis(event.occurredAt);
+  const next = apply(state, event, at);
+  return at - next.prunedAt >= PRUNE_EVERY_MS ? prune(next, at) : next;
+}
+
+function apply(state: OrganizationState, event: OrganizationEvent, at: number): OrganizationState {
+  switch (event.type) {
+    case 'OrganizationCreated': {
+      const { organizationId, name, kind, ownerUserId } = event.data;
+      return {
+        ...state,
+        exists: true,
+        organizationId,
+        name,
+        kind,
+        ownerUserId,
+        createdAt: at,
+        members: state.members.set(ownerUserId, 'owner'),
+        prunedAt: at,
+      };
+    }
+    case 'MemberAdded':
+    case 'MemberRoleChanged':
+      return { ...state, members: state.members.set(event.data.userId, event.data.role) };
+    case 'MemberRemoved':
+      return { ...state, members: state.members.delete(event.data.userId) };
+    case 'CreditsGranted': {
+      const { grantId, amount, source, priority, expiresAt } = event.data;
+      return rearmLowBalance(
+        addGrant(state, {
+          grantId,
+          amount,
+          source,
+          priority,
+          expiresAt: expiresAt === null ? null : toMillis(expiresAt),
+          sequence: state.grantSequence,
+          remaining: amount,
+          held: 0,
+          grantedAt: at,
+          lastActivityAt: at,
+        }),
+        at,
+      );
+    }
+    case 'CharmRunCharged': {
+      const { runId, charmId, userId, amount, allocations } = event.data;
+      const charged = moveCredits(state, allocations, at, { remaining: -1, held: 0 });
+      return recordRun(charged, { runId, charmId, userId, amount, chargedAt: at, allocations }, at);
+    }
+    case 'CharmRunRefunded': {
+      const { runId, amount, allocations, refundId } = event.data;
+      const refunded = moveCredits(state, allocations, at, { remaining: +1, held: 0 });
+      const run = state.runs.get(runId);
+      if (!run) return rearmLowBalance(refunded, at);
+      return rearmLowBalance(
+        {
+          ...refunded,
+          runs: refunded.runs.set(runId, {
+            ...run,
+            refundable: subtractAllocations(run.refundable, allocations),
+            refunded: run.refunded + amount,
+            refunds: refundId === undefined ? run.refunds : run.refunds.set(refundId, amount),
+          }),
+        },
+        at,
+      );
+    }
+    case 'CreditsReserved': {
+      const { reservationId, charmId, userId, amount, expiresAt, allocations } = event.data;
+      const held = moveCredits(state, allocations, at, { remaining: -1, held: +1 });
+      const expiresAtMillis = toMillis(expiresAt);
+      const reservation: Reservation = {
+        reservationId,
+        charmId,
+        userId,
+        amount,
+        ttlSeconds: Math.round((expiresAtMillis - at) / 1000),
+        createdAt: at,
+        expiresAt: expiresAtMillis,
+        allocations,
+        status: 'held',
+        captured: 0,
+        released: 0,
+      };
+      return { ...held, reservations: held.reservations.set(reservationId, reservation) };
+    }
+    case 'ReservationCaptured': {
+      const { reservationId, runId, amount, released, allocations } = event.data;
+      const reservation = state.reservations.get(reservationId);
+      if (!reservation) return state;
+      const giveBack = subtractAllocations(reservation.allocations, allocations);
+      const spent = moveCredits(state, allocations, at, { remaining: 0, held: -1 });
+      const settled = moveCredits(spent, giveBack, at, { remaining: +1, held: -1 });
+      const closed: OrganizationState = {
+        ...settled,
+        reservations: settled.reservations.set(reservationId, {
+          ...reservation,
+          status: 'captured',
+          captured: amount,
+          released,
+          runId,
+          closedAt: at,
+        }),
+      };
+      const run = {
+        runId,
+        charmId: reservation.charmId,
+        userId: reservation.userId,
+        amount,
+        chargedAt: at,
+        allocations,
+        reservationId,
+      };
+      return rearmLowBalance(recordRun(closed, run, at), at);
+    }
+    case 'ReservationReleased': {
+      const { reservationId, reason } = event.data;
+      const reservation = state.reservations.get(reservationId);
+      if (!reservation) return state;
+      const returned = moveCredits(state, reservation.allocations, at, { remaining: +1, held: -1 });
+      return rearmLowBalance(
+        {
+          ...returned,
+          reservations: returned.reservations.set(reservationId, {
+            ...reservation,
+            status: 'released',
+            released: reservation.amount,
+            releaseReason: reason,
+            closedAt: at,
+          }),
+        },
+        at,
+      );
+    }
+    case 'CreditsExpired': {
+      const { grantId, amount } = event.data;
+      return moveCredits(state, [{ grantId, amount }], at, { remaining: -1, held: 0 });
+    }
+    case 'CreditsTransferredOut': {
+      const { transferId, toOrganizationId, amount, allocations } = event.data;
+      const sent = moveCredits(state, allocations, at, { remaining: -1, held: 0 });
+      return {
+        ...sent,
+        transfersOut: sent.transfersOut.set(transferId, {
+          transferId,
+          toOrganizationId,
+          amount,
+          at,
+        }),
+      };
+    }
+    case 'CreditsTransferredIn': {
+      const { transferId, fromOrganizationId, amount, grantId } = event.data;
+      const received = addGrant(state, {
+        grantId,
+        amount,
+        source: 'transfer',
+        priority: TRANSFER_GRANT_PRIORITY,
+        expiresAt: null,
+        sequence: state.grantSequence,
+        remaining: amount,
+        held: 0,
+        grantedAt: at,
+        lastActivityAt: at,
+      });
+      return rearmLowBalance(
+        {
+          ...received,
+          transfersIn: received.transfersIn.set(transferInKey(fromOrganizationId, transferId), {
+            transferId,
+            fromOrganizationId,
+            amount,
+            grantId,
+            at,
+          }),
+        },
+        at,
+      );
+    }
+    case 'LowBalanceThresholdSet':
+      return { ...state, lowBalanceThreshold: event.data.threshold, lowBalanceReached: false };
+    case 'LowBalanceReached':
+      return { ...state, lowBalanceReached: true };
+    default: {
+      const unknown: never = event;
+      return unknown;
+    }
+  }
+}
+
+/** Transfers arrive as a grant of default priority. */
+export const TRANSFER_GRANT_PRIORITY = 100;
+
+function addGrant(state: OrganizationState, grant: Grant): OrganizationState {
+  return {
+    ...state,
+    grants: state.grants.set(grant.grantId, grant),
+    burnDownOrder: insertInBurnDownOrder(state.burnDownOrder, state.grants, grant),
+    grantSequence: state.grantSequence + 1,
+  };
+}
+
+/** Moves each allocation's credits between a grant's `remaining` and `held` by the signs given. */
+function moveCredits(
+  state: OrganizationState,
+  allocations: readonly Allocation[],
+  at: number,
+  sign: { remaining: -1 | 0 | 1; held: -1 | 0 | 1 },
+): OrganizationState {
+  if (allocations.length === 0) return state;
+  const grants = state.grants.withMutations((draft) => {
+    for (const { grantId, amount } of allocations) {
+      const grant = draft.get(grantId);
+      if (!grant) continue;
+      draft.set(grantId, {
+        ...grant,
+        remaining: grant.remaining + sign.remaining * amount,
+        held: grant.held + sign.held * amount,
+        lastActivityAt: at,
+      });
+    }
+  });
+  return { ...state, grants };
+}
+
+function recordRun(
+  state: OrganizationState,
+  run: Omit<CharmRun, 'refundable' | 'refunded' | 'refunds' | 'availableAfter'> & {
+    allocations: readonly Allocation[];
+  },
+  at: number,
+): OrganizationState {
+  const { allocations, ...rest } = run;
+  return {
+    ...state,
+    runs: state.runs.set(run.runId, {
+      ...rest,
+      refundable: allocations,
+      refunded: 0,
+      refunds: ImmutableMap(),
+      availableAfter: availableCredits(state, at),
+    }),
+  };
+}
+
+/** Once the balance is back at or above the threshold, the next fall is a new crossing. */
+function rearmLowBalance(state: OrganizationState, at: number): OrganizationState {
+  if (!state.lowBalanceReached) return state;
+  return availableCredits(state, at) >= state.lowBalanceThreshold
+    ? { ...state, lowBalanceReached: false }
+    : state;
+}
+
+/**
+ * Drops what is past the idempotency window: settled runs, reservations and transfers, and
+ * grants that are spent and untouched for as long (no kept run can refund into them).
+ */
+function prune(state: OrganizationState, at: number): OrganizationState {
+  const horizon = at - IDEMPOTENCY_WINDOW_MS;
+  const grants = state.grants.filter(
+    (grant) => grant.remaining > 0 || grant.held > 0 || grant.lastActivityAt >= horizon,
+  );
+  return {
+    ...state,
+    runs: state.runs.filter((run) => run.chargedAt >= horizon),
+    reservations: state.reservations.filter(
+      (reservation) => reservation.closedAt === undefined || reservation.closedAt >= horizon,
+    ),
+    transfersOut: state.transfersOut.filter((transfer) => transfer.at >= horizon),
+    transfersIn: state.transfersIn.filter((transfer) => transfer.at >= horizon),
+    grants,
+    burnDownOrder:
+      grants.size === state.grants.size
+        ? state.burnDownOrder
+        : state.burnDownOrder.filter((grantId) => grants.has(grantId)),
+    prunedAt: at,
+  };
+}
+

@@ -1,0 +1,278 @@
+import { randomUUID } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
+import type { Actor } from '../ledger/actor';
+import { unavailable } from '../ledger/errors';
+import {
+  NO_REVISION,
+  WrongExpectedRevisionError,
+  type EventStore,
+  type NewEvent,
+  type RecordedEvent,
+  type SnapshotStore,
+} from '../event-store/event-store';
+import type { AggregateType, DomainEvent } from './aggregate';
+import type { Clock } from './clock';
+
+/** Who asked, and which request it was part of: stamped on every event it causes. */
+export interface CommandContext {
+  actor: Actor;
+  correlationId: string;
+  causationId?: string;
+}
+
+/** An aggregate as the writer holds it: its state and where its stream stands. */
+export interface Loaded<State> {
+  state: State;
+  revision: bigint;
+  position: bigint;
+  /** Revision of the newest snapshot, NO_REVISION if none. */
+  snapshotRevision: bigint;
+}
+
+export interface Outcome<State, Event> {
+  /** The state right after this command (later commands of the batch not yet applied). */
+  state: State;
+  events: Event[];
+  /** True when the command had already been carried out and changed nothing now. */
+  replayed: boolean;
+}
+
+export interface Written<Answer> {
+  answer: Answer;
+  /** Global position of the batch's write, for read-your-writes (`?minPosition=`). */
+  position: bigint;
+}
+
+interface Pending<State, Command, Event> {
+  command: Command;
+  context: CommandContext;
+  answer: (outcome: Outcome<State, Event>) => unknown;
+  resolve: (written: Written<unknown>) => void;
+  reject: (error: unknown) => void;
+}
+
+export interface WriterOptions {
+  cacheSize: number;
+  snapshotEvery: number;
+  /** Called for failures nobody is waiting on (a snapshot that could not be saved). */
+  onBackgroundError?: (error: unknown) => void;
+}
+
+/** Stream revisions may move under us when another process writes: redo the batch this often. */
+const MAX_ATTEMPTS = 5;
+const READ_PAGE = 1000;
+
+/**
+ * The write pipeline of one aggregate type: one queue per aggregate id, group commit.
+ * Every command waiting is decided in order on the running state, and all their events are
+ * appended in a single write with the expected revision. Each caller gets its own answer, only
+ * after the write is durable; a rejected command fails alone.
+ */
+export class AggregateWriter<State, Command, Event extends DomainEvent> {
+  private readonly queues = new Map<string, Pending<State, Command, Event>[]>();
+  private readonly cache: LRUCache<string, Loaded<State>>;
+
+  constructor(
+    private readonly type: AggregateType<State, Command, Event>,
+    private readonly store: EventStore,
+    private readonly snapshots: SnapshotStore | undefined,
+    private readonly clock: Clock,
+    private readonly options: WriterOptions,
+  ) {
+    this.cache = new LRUCache({ max: options.cacheSize });
+  }
+
+  /** Runs `command` against aggregate `id`; `answer` turns its outcome into the reply. */
+  execute<Answer>(
+    id: string,
+    command: Command,
+    context: CommandContext,
+    answer: (outcome: Outcome<State, Event>) => Answer,
+  ): Promise<Written<Answer>> {
+    return new Promise<Written<unknown>>((resolve, reject) => {
+      const queue = this.queues.get(id);
+      const pending = { command, context, answer, resolve, reject };
+      if (queue) {
+        queue.push(pending);
+        return;
+      }
+      this.queues.set(id, [pending]);
+      void this.drain(id);
+    }) as Promise<Written<Answer>>;
+  }
+
+  /** The current state (strongly consistent within this process). */
+  async read(id: string): Promise<Loaded<State>> {
+    return this.load(id);
+  }
+
+  /** Forget cached state, e.g. when a test or an operator rewrote the store. */
+  evict(id: string): void {
+    this.cache.delete(id);
+  }
+
+  private async drain(id: string): Promise<void> {
+    const queue = this.queues.get(id)!;
+    while (queue.length > 0) {
+      const batch = queue.splice(0, queue.length);
+      await this.commit(id, batch);
+    }
+    this.queues.delete(id);
+  }
+
+  private async commit(id: string, batch: Pending<State, Command, Event>[]): Promise<void> {
+    for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
+      let loaded: Loaded<State>;
+      try {
+        loaded = await this.load(id);
+      } catch (error) {
+        batch.forEach((pending) => pending.reject(storeUnavailable(error)));
+        return;
+      }
+      const { state, events, settled } = this.decideBatch(loaded.state, batch);
+      if (events.length === 0) {
+        settled.forEach((settle) => settle(loaded.position));
+        return;
+      }
+      const streamId = this.type.streamId(id);
+      const expected = loaded.revision === NO_REVISION ? 'no_stream' : loaded.revision;
+      try {
+        const written = await this.store.appendToStream(streamId, events, expected);
+        const next: Loaded<State> = {
+          state,
+          revision: written.nextExpectedRevision,
+          position: written.position,
+          snapshotRevision: loaded.snapshotRevision,
+        };
+        this.cache.set(id, next);
+        settled.forEach((settle) => settle(written.position));
+        this.maybeSnapshot(streamId, next);
+        return;
+      } catch (error) {
+        this.cache.delete(id);
+        if (error instanceof WrongExpectedRevisionError) continue;
+        batch.forEach((pending) => pending.reject(storeUnavailable(error)));
+        return;
+      }
+    }
+    batch.forEach((pending) =>
+      pending.reject(unavailable(`${this.type.name} ${id} is being written by others; retry`)),
+    );
+  }
+
+  /** Decides each command on the state left by the ones before it. */
+  private decideBatch(initial: State, batch: Pending<State, Command, Event>[]) {
+    const now = this.clock.now();
+    let state = initial;
+    const events: NewEvent[] = [];
+    const settled: ((position: bigint) => void)[] = [];
+    for (const pending of batch) {
+      try {
+        const decided = this.type.decide(pending.command, state, now);
+        let next = state;
+        for (const event of decided) next = this.type.evolve(next, event);
+        const answer = pending.answer({
+          state: next,
+          events: decided,
+          replayed: decided.length === 0,
+        });
+        state = next;
+        events.push(...decided.map((event) => toNewEvent(event, pending.context)));
+        settled.push((position) => pending.resolve({ answer, position }));
+      } catch (error) {
+        settled.push(() => pending.reject(error));
+      }
+    }
+    return { state, events, settled };
+  }
+
+  private async load(id: string): Promise<Loaded<State>> {
+    const cached = this.cache.get(id);
+    if (cached) return cached;
+    const streamId = this.type.streamId(id);
+    let loaded: Loaded<State> = {
+      state: this.type.initialState(),
+      revision: NO_REVISION,
+      position: 0n,
+      snapshotRevision: NO_REVISION,
+    };
+    const snapshots = this.type.snapshots;
+    if (snapshots && this.snapshots) {
+      const snapshot = await this.snapshots.loadSnapshot(streamId);
+      if (snapshot && snapshot.schemaVersion === snapshots.schemaVersion) {
+        loaded = {
+          state: snapshots.deserialize(snapshot.state),
+          revision: snapshot.revision,
+          position: snapshot.position,
+          snapshotRevision: snapshot.revision,
+        };
+      }
+    }
+    for (;;) {
+      const page = await this.store.readStream(streamId, {
+        fromRevision: loaded.revision + 1n,
+        maxCount: READ_PAGE,
+      });
+      for (const recorded of page) {
+        loaded = {
+          ...loaded,
+          state: this.type.evolve(loaded.state, fromRecorded<Event>(recorded)),
+          revision: recorded.revision,
+          position: recorded.position,
+        };
+      }
+      if (page.length < READ_PAGE) break;
+    }
+    // A write may have finished while we read: keep whichever is newer.
+    const meanwhile = this.cache.get(id);
+    if (meanwhile && meanwhile.revision >= loaded.revision) return meanwhile;
+    this.cache.set(id, loaded);
+    return loaded;
+  }
+
+  private maybeSnapshot(streamId: string, loaded: Loaded<State>) {
+    const snapshots = this.type.snapshots;
+    if (!snapshots || !this.snapshots) return;
+    if (loaded.revision - loaded.snapshotRevision < BigInt(this.options.snapshotEvery)) return;
+    loaded.snapshotRevision = loaded.revision;
+    this.snapshots
+      .saveSnapshot({
+        streamId,
+        revision: loaded.revision,
+        position: loaded.position,
+        schemaVersion: snapshots.schemaVersion,
+        state: snapshots.serialize(loaded.state),
+      })
+      .catch((error: unknown) => this.options.onBackgroundError?.(error));
+  }
+}
+
+function toNewEvent(event: DomainEvent, context: CommandContext): NewEvent {
+  const eventId = randomUUID();
+  return {
+    eventId,
+    type: event.type,
+    data: event.data,
+    metadata: {
+      eventId,
+      occurredAt: event.occurredAt,
+      actor: context.actor,
+      correlationId: context.correlationId,
+      causationId: context.causationId ?? context.correlationId,
+    },
+  };
+}
+
+export function fromRecorded<Event extends DomainEvent>(recorded: RecordedEvent): Event {
+  return {
+    type: recorded.type,
+    data: recorded.data,
+    occurredAt: recorded.metadata.occurredAt,
+  } as Event;
+}
+
+function storeUnavailable(error: unknown) {
+  return unavailable('the event store could not take the write', {
+    cause: error instanceof Error ? error.message : String(error),
+  });
+}

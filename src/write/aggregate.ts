@@ -1,0 +1,22 @@
+/**
+ * What the write pipeline needs to know of an aggregate: where its stream is and how its
+ * decider works. Organizations and users both run through the same pipeline.
+ */
+export interface DomainEvent {
+  type: string;
+  data: unknown;
+  occurredAt: string;
+}
+
+export interface AggregateType<State, Command, Event extends DomainEvent> {
+  readonly name: string;
+  streamId(id: string): string;
+  initialState(): State;
+  decide(command: Command, state: State, now: number): Event[];
+  evolve(state: State, event: Event): State;
+  snapshots?: {
+    schemaVersion: number;
+    serialize(state: State): string;
+    deserialize(text: string): State;
+  };
+}
