@@ -42,6 +42,8 @@ const schema = z.object({
   LEDGER_SNAPSHOT_EVERY: positiveInt(500),
   /** How many aggregates (organizations and users) the write side keeps in memory. */
   LEDGER_CACHE_SIZE: positiveInt(10_000),
+  /** Fault injection for the crash tests: the named crash point kills the process. */
+  LEDGER_CRASH_AT: z.string().min(1).optional(),
 });
 
 export interface LedgerConfig {
@@ -59,6 +61,7 @@ export interface LedgerConfig {
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   snapshotEvery: number;
   cacheSize: number;
+  crashAt?: string;
 }
 
 /** A wrong setting: its message is the one line printed before the process exits. */
@@ -98,6 +101,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LedgerConfig {
     logLevel: s.LOG_LEVEL,
     snapshotEvery: s.LEDGER_SNAPSHOT_EVERY,
     cacheSize: s.LEDGER_CACHE_SIZE,
+    crashAt: s.LEDGER_CRASH_AT,
   };
 }
 

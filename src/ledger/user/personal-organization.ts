@@ -12,3 +12,6 @@ export function personalOrganizationId(userId: string): string {
 }
 
 export const PERSONAL_PREFIX = 'personal-';
+
+export const personalOrganizationName = (userName: string | undefined) =>
+  userName === undefined ? 'Personal' : `${userName} (personal)`;

@@ -1,0 +1,111 @@
+import { CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
+import { LedgerError, ValidationFailed } from '../../ledger/errors';
+import { PERSONAL_PREFIX } from '../../ledger/user/personal-organization';
+import { AddMember, ChangeMemberRole, CreateOrganization, RemoveMember } from '../commands';
+import { OrganizationWriter, UserWriter } from '../writers';
+
+@CommandHandler(CreateOrganization)
+export class CreateOrganizationHandler implements ICommandHandler<CreateOrganization> {
+  constructor(private readonly organizations: OrganizationWriter) {}
+
+  async execute({ input, context }: CreateOrganization) {
+    const { organizationId, name, ownerUserId } = input;
+    if (organizationId.startsWith(PERSONAL_PREFIX)) {
+      throw new ValidationFailed([
+        { field: 'organizationId', message: `the prefix ${PERSONAL_PREFIX} is reserved` },
+      ]);
+    }
+    const written = await this.organizations.execute(
+      organizationId,
+      { type: 'CreateOrganization', organizationId, name, kind: 'company', ownerUserId },
+      context,
+      ({ state, replayed }) => ({
+        organizationId,
+        name: state.name,
+        kind: state.kind,
+        ownerUserId: state.ownerUserId,
+        replayed,
+      }),
+    );
+    return { ...written.answer, position: written.position };
+  }
+}
+
+@CommandHandler(AddMember)
+export class AddMemberHandler implements ICommandHandler<AddMember> {
+  constructor(private readonly organizations: OrganizationWriter) {}
+
+  async execute({ input, context }: AddMember) {
+    const { organizationId, userId, role } = input;
+    const written = await this.organizations.execute(
+      organizationId,
+      { type: 'AddMember', userId, role, actor: context.actor },
+      context,
+      ({ replayed }) => ({ organizationId, userId, role, replayed }),
+    );
+    return { ...written.answer, position: written.position };
+  }
+}
+
+@CommandHandler(ChangeMemberRole)
+export class ChangeMemberRoleHandler implements ICommandHandler<ChangeMemberRole> {
+  constructor(private readonly organizations: OrganizationWriter) {}
+
+  async execute({ input, context }: ChangeMemberRole) {
+    const { organizationId, userId, role } = input;
+    const written = await this.organizations.execute(
+      organizationId,
+      { type: 'ChangeMemberRole', userId, role, actor: context.actor },
+      context,
+      ({ replayed }) => ({ organizationId, userId, role, replayed }),
+    );
+    return { ...written.answer, position: written.position };
+  }
+}
+
+/** Removes a member; if it was their active organization, they are moved back home. */
+@CommandHandler(RemoveMember)
+export class RemoveMemberHandler implements ICommandHandler<RemoveMember> {
+  constructor(
+    private readonly organizations: OrganizationWriter,
+    private readonly users: UserWriter,
+  ) {}
+
+  async execute({ input, context }: RemoveMember) {
+    const { organizationId, userId } = input;
+    const written = await this.organizations.execute(
+      organizationId,
+      { type: 'RemoveMember', userId, actor: context.actor },
+      context,
+      ({ replayed }) => ({ organizationId, userId, replayed }),
+    );
+    await leaveOrganization(this.users, this.organizations, organizationId, userId, context);
+    return { ...written.answer, position: written.position };
+  }
+}
+
+/** Idempotent: also run by the recovery for removals whose follow-up a crash cut off. */
+export async function leaveOrganization(
+  users: UserWriter,
+  organizations: OrganizationWriter,
+  organizationId: string,
+  userId: string,
+  context: RemoveMember['context'],
+): Promise<void> {
+  const organization = await organizations.read(organizationId);
+  try {
+    await users.execute(
+      userId,
+      {
+        type: 'LeaveOrganization',
+        organizationId,
+        stillMember: organization.state.members.has(userId),
+      },
+      context,
+      () => undefined,
+    );
+  } catch (error) {
+    // Members may be added before they sign up: such a user has no active organization.
+    if (!(error instanceof LedgerError && error.code === 'NOT_FOUND')) throw error;
+  }
+}

@@ -1,0 +1,88 @@
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { LEDGER_CONFIG, type LedgerConfig } from '../config/config';
+import {
+  EVENT_STORE,
+  SNAPSHOT_STORE,
+  type EventStore,
+  type SnapshotStore,
+} from '../event-store/event-store';
+import { organizationStreamId, userStreamId } from '../ledger/identifiers';
+import type { OrganizationCommand } from '../ledger/organization/commands';
+import { decide } from '../ledger/organization/decide';
+import type { OrganizationEvent } from '../ledger/organization/events';
+import { evolve } from '../ledger/organization/evolve';
+import {
+  deserializeOrganization,
+  ORGANIZATION_SNAPSHOT_VERSION,
+  serializeOrganization,
+} from '../ledger/organization/snapshot';
+import { initialOrganizationState, type OrganizationState } from '../ledger/organization/state';
+import type { UserCommand } from '../ledger/user/commands';
+import { decideUser } from '../ledger/user/decide';
+import type { UserEvent } from '../ledger/user/events';
+import { evolveUser } from '../ledger/user/evolve';
+import { initialUserState, type UserState } from '../ledger/user/state';
+import type { AggregateType } from './aggregate';
+import { AggregateWriter } from './aggregate-writer';
+import { Clock } from './clock';
+
+export const organizationAggregate: AggregateType<
+  OrganizationState,
+  OrganizationCommand,
+  OrganizationEvent
+> = {
+  name: 'organization',
+  streamId: organizationStreamId,
+  initialState: initialOrganizationState,
+  decide,
+  evolve,
+  snapshots: {
+    schemaVersion: ORGANIZATION_SNAPSHOT_VERSION,
+    serialize: serializeOrganization,
+    deserialize: deserializeOrganization,
+  },
+};
+
+export const userAggregate: AggregateType<UserState, UserCommand, UserEvent> = {
+  name: 'user',
+  streamId: userStreamId,
+  initialState: initialUserState,
+  decide: decideUser,
+  evolve: evolveUser,
+};
+
+/** The write side of organizations: one queue per organization, group commit. */
+@Injectable()
+export class OrganizationWriter extends AggregateWriter<
+  OrganizationState,
+  OrganizationCommand,
+  OrganizationEvent
+> {
+  constructor(
+    @Inject(EVENT_STORE) store: EventStore,
+    @Inject(SNAPSHOT_STORE) snapshots: SnapshotStore,
+    clock: Clock,
+    @Inject(LEDGER_CONFIG) config: LedgerConfig,
+  ) {
+    const logger = new Logger(OrganizationWriter.name);
+    super(organizationAggregate, store, snapshots, clock, {
+      cacheSize: config.cacheSize,
+      snapshotEvery: config.snapshotEvery,
+      onBackgroundError: (error) => logger.warn(`snapshot not saved: ${String(error)}`),
+    });
+  }
+}
+
+@Injectable()
+export class UserWriter extends AggregateWriter<UserState, UserCommand, UserEvent> {
+  constructor(
+    @Inject(EVENT_STORE) store: EventStore,
+    clock: Clock,
+    @Inject(LEDGER_CONFIG) config: LedgerConfig,
+  ) {
+    super(userAggregate, store, undefined, clock, {
+      cacheSize: config.cacheSize,
+      snapshotEvery: config.snapshotEvery,
+    });
+  }
+}
