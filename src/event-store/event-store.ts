@@ -4,12 +4,9 @@
  * are global, strictly increasing, and always bigint so that no store's position can round.
  */
 
-export type ActorKind = 'user' | 'integration' | 'service';
+import type { Actor } from '../ledger/actor';
 
-export interface Actor {
-  kind: ActorKind;
-  id: string;
-}
+export type { Actor, ActorKind } from '../ledger/actor';
 
 export interface EventMetadata {
   eventId: string;
@@ -79,7 +76,11 @@ export interface SubscribeOptions {
 export type EventHandler = (event: RecordedEvent) => void | Promise<void>;
 
 export interface Subscription {
-  /** Stops delivering; resolves once the handler in progress (if any) has finished. */
+  /**
+   * Stops delivering; resolves once the handler in progress (if any) has finished. Called
+   * from inside the subscription's own handler it resolves at once (waiting would deadlock)
+   * and no further event is delivered.
+   */
   stop(): Promise<void>;
 }
 
@@ -94,6 +95,20 @@ export class WrongExpectedRevisionError extends Error {
       `stream ${streamId}: expected revision ${String(expected)}, actual ${actual.toString()}`,
     );
     this.name = 'WrongExpectedRevisionError';
+  }
+}
+
+/**
+ * Thrown when an appended event's id is already in the store (or twice in one append); the
+ * whole append is rejected and nothing of it is written.
+ */
+export class DuplicateEventIdError extends Error {
+  constructor(
+    readonly streamId: string,
+    readonly eventId: string,
+  ) {
+    super(`stream ${streamId}: event ${eventId} is already in the store`);
+    this.name = 'DuplicateEventIdError';
   }
 }
 

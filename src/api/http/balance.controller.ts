@@ -1,0 +1,50 @@
+import { Controller, Get, Param, Query } from '@nestjs/common';
+import { QueryBus } from '@nestjs/cqrs';
+import { ApiTags } from '@nestjs/swagger';
+import { GetBalanceAt, GetHistory } from '../../audit/history';
+import { GetBalance } from '../../write/queries';
+import { BalanceQueryDto, HistoryQueryDto } from './dto/queries.dto';
+import { LedgerIdPipe } from './ledger-id.pipe';
+import { positionText } from './replies';
+
+@ApiTags('balance and history')
+@Controller('v1/organizations/:organizationId')
+export class BalanceController {
+  constructor(private readonly queries: QueryBus) {}
+
+  /** Now: from the write side, consistent with every acknowledged write. With `at`: as it was then. */
+  @Get('balance')
+  async balance(
+    @Param('organizationId', LedgerIdPipe) organizationId: string,
+    @Query() query: BalanceQueryDto,
+  ) {
+    const balance = await this.queries.execute(
+      query.at === undefined
+        ? new GetBalance(organizationId)
+        : new GetBalanceAt(organizationId, query.at),
+    );
+    return { ...balance, position: positionText(balance.position) };
+  }
+
+  /** The organization's events in order, straight from its stream. */
+  @Get('history')
+  async history(
+    @Param('organizationId', LedgerIdPipe) organizationId: string,
+    @Query() query: HistoryQueryDto,
+  ) {
+    const history = await this.queries.execute(
+      new GetHistory(organizationId, query.fromRevision ?? 0, query.limit ?? 100, query.at),
+    );
+    return {
+      ...history,
+      events: history.events.map((event) => ({
+        ...event,
+        revision: Number(event.revision),
+        position: positionText(event.position),
+      })),
+      ...(history.stateAt && {
+        stateAt: { ...history.stateAt, position: positionText(history.stateAt.position) },
+      }),
+    };
+  }
+}

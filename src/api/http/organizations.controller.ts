@@ -1,0 +1,121 @@
+import {
+  Body,
+  Controller,
+  Delete,
+  Get,
+  HttpCode,
+  Param,
+  Patch,
+  Post,
+  Put,
+  Query,
+  Res,
+} from '@nestjs/common';
+import { CommandBus, QueryBus } from '@nestjs/cqrs';
+import { ApiTags } from '@nestjs/swagger';
+import type { Response } from 'express';
+import type { CommandContext } from '../../write/aggregate-writer';
+import {
+  AddMember,
+  ChangeMemberRole,
+  CreateOrganization,
+  RemoveMember,
+  SetLowBalanceThreshold,
+} from '../../write/commands';
+import { GetOrganization, ListMembers } from '../../write/queries';
+import {
+  AddMemberDto,
+  ChangeMemberRoleDto,
+  CreateOrganizationDto,
+  LowBalanceThresholdDto,
+} from './dto/organizations.dto';
+import { ReadQueryDto } from './dto/queries.dto';
+import { LedgerIdPipe } from './ledger-id.pipe';
+import { positionText, written } from './replies';
+import { LedgerContext } from './request-context';
+
+@ApiTags('organizations')
+@Controller('v1/organizations')
+export class OrganizationsController {
+  constructor(
+    private readonly commands: CommandBus,
+    private readonly queries: QueryBus,
+  ) {}
+
+  /** A company organization; the owner becomes its first member. */
+  @Post()
+  async create(
+    @Body() body: CreateOrganizationDto,
+    @LedgerContext() context: CommandContext,
+    @Res({ passthrough: true }) response: Response,
+  ) {
+    return written(response, await this.commands.execute(new CreateOrganization(body, context)));
+  }
+
+  @Get(':organizationId')
+  async get(
+    @Param('organizationId', LedgerIdPipe) organizationId: string,
+    @Query() _query: ReadQueryDto,
+  ) {
+    const organization = await this.queries.execute(new GetOrganization(organizationId));
+    return { ...organization, position: positionText(organization.position) };
+  }
+
+  @Get(':organizationId/members')
+  async members(
+    @Param('organizationId', LedgerIdPipe) organizationId: string,
+    @Query() _query: ReadQueryDto,
+  ) {
+    const members = await this.queries.execute(new ListMembers(organizationId));
+    return { ...members, position: positionText(members.position) };
+  }
+
+  @Post(':organizationId/members')
+  async addMember(
+    @Param('organizationId', LedgerIdPipe) organizationId: string,
+    @Body() body: AddMemberDto,
+    @LedgerContext() context: CommandContext,
+    @Res({ passthrough: true }) response: Response,
+  ) {
+    const reply = await this.commands.execute(new AddMember({ organizationId, ...body }, context));
+    return written(response, reply);
+  }
+
+  @Patch(':organizationId/members/:userId')
+  async changeRole(
+    @Param('organizationId', LedgerIdPipe) organizationId: string,
+    @Param('userId', LedgerIdPipe) userId: string,
+    @Body() body: ChangeMemberRoleDto,
+    @LedgerContext() context: CommandContext,
+  ) {
+    const reply = await this.commands.execute(
+      new ChangeMemberRole({ organizationId, userId, role: body.role }, context),
+    );
+    return { ...reply, position: positionText(reply.position) };
+  }
+
+  /** Never the last owner. */
+  @Delete(':organizationId/members/:userId')
+  @HttpCode(204)
+  async removeMember(
+    @Param('organizationId', LedgerIdPipe) organizationId: string,
+    @Param('userId', LedgerIdPipe) userId: string,
+    @LedgerContext() context: CommandContext,
+    @Res({ passthrough: true }) response: Response,
+  ) {
+    const reply = await this.commands.execute(new RemoveMember({ organizationId, userId }, context));
+    response.setHeader('Ledger-Position', positionText(reply.position));
+  }
+
+  @Put(':organizationId/low-balance-threshold')
+  async setLowBalanceThreshold(
+    @Param('organizationId', LedgerIdPipe) organizationId: string,
+    @Body() body: LowBalanceThresholdDto,
+    @LedgerContext() context: CommandContext,
+  ) {
+    const reply = await this.commands.execute(
+      new SetLowBalanceThreshold({ organizationId, threshold: body.threshold }, context),
+    );
+    return { ...reply, position: positionText(reply.position) };
+  }
+}

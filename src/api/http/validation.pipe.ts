@@ -1,0 +1,84 @@
+import { ArgumentMetadata, Injectable, ValidationPipe } from '@nestjs/common';
+import type { ValidationError } from 'class-validator';
+import { FieldError, ValidationFailed } from '../../ledger/errors';
+
+/**
+ * The one validation of every DTO at the HTTP edge (bodies, queries, path parameters):
+ * unknown fields are refused, nothing is converted implicitly (the string "10" is not an
+ * amount), and a failure is the domain's ValidationFailed with one error per field, which
+ * the problem-details filter turns into a 400.
+ *
+ * Query and path values arrive as strings: their DTOs convert explicitly (@Transform, @Type)
+ * or validate strings; `transform` is on, so those conversions apply and the handler gets
+ * an instance of the DTO.
+ */
+@Injectable()
+export class LedgerValidationPipe extends ValidationPipe {
+  constructor() {
+    super({
+      whitelist: true,
+      forbidNonWhitelisted: true,
+      transform: true,
+      transformOptions: { enableImplicitConversion: false },
+      validationError: { target: false, value: false },
+      exceptionFactory: (errors: ValidationError[]) => validationFailedFrom(errors),
+    });
+  }
+
+  override async transform(value: unknown, metadata: ArgumentMetadata): Promise<unknown> {
+    // A whole body bound to a DTO must be a JSON object. A missing body (undefined) is left
+    // to the DTO: its required fields are reported one by one, and a DTO without any may
+    // be sent without a body.
+    const isWholeBody = metadata.type === 'body' && !metadata.data && this.toValidate(metadata);
+    if (isWholeBody && value !== undefined && !isJsonObject(value)) {
+      throw new ValidationFailed([{ field: 'body', message: 'must be a JSON object' }]);
+    }
+    return super.transform(value, metadata);
+  }
+}
+
+export const createValidationPipe = (): LedgerValidationPipe => new LedgerValidationPipe();
+
+const isJsonObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' &&
+  value !== null &&
+  !Array.isArray(value) &&
+  !ArrayBuffer.isView(value) &&
+  !(value instanceof ArrayBuffer);
+
+/**
+ * class-validator's errors as the domain's ValidationFailed. Exported so that other edges
+ * (NATS) that validate the same DTOs report them the same way.
+ */
+export function validationFailedFrom(errors: ValidationError[]): ValidationFailed {
+  const fieldErrors = toFieldErrors(errors);
+  return new ValidationFailed(
+    fieldErrors.length > 0 ? fieldErrors : [{ field: 'body', message: 'is not valid' }],
+  );
+}
+
+/** One error per field; nested fields as `parent.child`, array items as `items.0.amount`. */
+export function toFieldErrors(errors: ValidationError[], parentPath = ''): FieldError[] {
+  const result: FieldError[] = [];
+  for (const error of errors) {
+    const field = parentPath ? `${parentPath}.${error.property}` : error.property;
+    const constraints = Object.entries(error.constraints ?? {});
+    if (constraints.length > 0) {
+      const messages = constraints.map(([name, message]) =>
+        name === 'whitelistValidation'
+          ? 'is not allowed'
+          : withoutProperty(message, error.property),
+      );
+      result.push({ field, message: [...new Set(messages)].join('; ') });
+    }
+    if (error.children && error.children.length > 0) {
+      result.push(...toFieldErrors(error.children, field));
+    }
+  }
+  return result;
+}
+
+/** class-validator's default messages start with the property name ("amount must be..."). */
+function withoutProperty(message: string, property: string): string {
+  return message.startsWith(`${property} `) ? message.slice(property.length + 1) : message;
+}

@@ -1,0 +1,40 @@
+import { Global, Module, type DynamicModule } from '@nestjs/common';
+import { BalanceController } from './api/http/balance.controller';
+import { CreditsController } from './api/http/credits.controller';
+import { HealthModule } from './api/http/health.controller';
+import { OrganizationsController } from './api/http/organizations.controller';
+import { UsersController } from './api/http/users.controller';
+import { LEDGER_CONFIG, type LedgerConfig } from './config/config';
+import { EventStoreModule } from './event-store/event-store.module';
+import { loggerModule } from './logging/logging.module';
+import { WriteModule } from './write/write.module';
+
+@Global()
+@Module({})
+class ConfigModule {
+  static forRoot(config: LedgerConfig): DynamicModule {
+    return {
+      module: ConfigModule,
+      providers: [{ provide: LEDGER_CONFIG, useValue: config }],
+      exports: [LEDGER_CONFIG],
+    };
+  }
+}
+
+/** HTTP, the write side and the event store in one process; adapters chosen from config. */
+@Module({})
+export class AppModule {
+  static forRoot(config: LedgerConfig): DynamicModule {
+    return {
+      module: AppModule,
+      imports: [
+        ConfigModule.forRoot(config),
+        loggerModule(config),
+        EventStoreModule,
+        HealthModule.forRoot(),
+        WriteModule,
+      ],
+      controllers: [UsersController, OrganizationsController, CreditsController, BalanceController],
+    };
+  }
+}

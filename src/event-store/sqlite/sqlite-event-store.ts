@@ -1,0 +1,488 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
+import Database from 'better-sqlite3';
+import {
+  type AppendResult,
+  DuplicateEventIdError,
+  type EventHandler,
+  type EventMetadata,
+  type EventStore,
+  type ExpectedRevision,
+  type NewEvent,
+  NO_REVISION,
+  type ReadAllOptions,
+  type ReadStreamOptions,
+  type RecordedEvent,
+  type Snapshot,
+  type SnapshotStore,
+  type SubscribeOptions,
+  type Subscription,
+  WrongExpectedRevisionError,
+} from '../event-store';
+
+export interface SqliteEventStoreOptions {
+  /** Events read per query while a subscription catches up. */
+  pageSize?: number;
+  /** How often an idle subscription looks for events appended by other processes. */
+  pollIntervalMs?: number;
+  /** How long a write waits for another connection's write lock before failing. */
+  busyTimeoutMs?: number;
+}
+
+interface EventRow {
+  position: bigint;
+  event_id: string;
+  stream_id: string;
+  revision: bigint;
+  type: string;
+  data: string;
+  metadata: string;
+}
+
+interface SnapshotRow {
+  stream_id: string;
+  revision: bigint;
+  position: bigint;
+  schema_version: bigint;
+  state: string;
+}
+
+/** Each entry brings a database at user_version i to i + 1; never edit one that shipped. */
+const MIGRATIONS: readonly string[] = [
+  `CREATE TABLE events (
+     position INTEGER PRIMARY KEY AUTOINCREMENT,
+     event_id TEXT NOT NULL UNIQUE,
+     stream_id TEXT NOT NULL,
+     revision INTEGER NOT NULL,
+     type TEXT NOT NULL,
+     data TEXT NOT NULL,
+     metadata TEXT NOT NULL,
+     UNIQUE (stream_id, revision)
+   ) STRICT;
+   CREATE TABLE streams (
+     stream_id TEXT PRIMARY KEY,
+     revision INTEGER NOT NULL
+   ) STRICT;
+   CREATE TABLE snapshots (
+     stream_id TEXT PRIMARY KEY,
+     revision INTEGER NOT NULL,
+     position INTEGER NOT NULL,
+     schema_version INTEGER NOT NULL,
+     state TEXT NOT NULL
+   ) STRICT;`,
+];
+
+/** SQLite's largest integer: the open upper bound of a backwards read. */
+const MAX_INT64 = 9223372036854775807n;
+/** SQLite reads a negative LIMIT as "no limit". */
+const NO_LIMIT = -1;
+
+const DEFAULTS: Required<SqliteEventStoreOptions> = {
+  pageSize: 500,
+  pollIntervalMs: 500,
+  busyTimeoutMs: 5000,
+};
+
+/**
+ * The embedded event store: one SQLite file in WAL mode with synchronous=FULL, so an append
+ * is on disk when its promise resolves. better-sqlite3 is synchronous; every method still
+ * returns a promise so that callers code against the port, not against this adapter.
+ */
+export class SqliteEventStore implements EventStore, SnapshotStore {
+  private readonly db: Database.Database;
+  private readonly options: Required<SqliteEventStoreOptions>;
+  private readonly subscriptions = new Set<SqliteSubscription>();
+  /** Woken after each append of this instance, so local subscribers need not wait a poll. */
+  private readonly appendWaiters = new Set<() => void>();
+  private appendCount = 0;
+  private closing: Promise<void> | undefined;
+
+  private readonly statements: ReturnType<SqliteEventStore['prepareStatements']>;
+  private readonly appendTransaction: (
+    streamId: string,
+    events: NewEvent[],
+    expected: ExpectedRevision,
+  ) => AppendResult;
+
+  /** `filename` is a path (its folder is created if missing) or ':memory:'. */
+  constructor(
+    readonly filename: string,
+    options: SqliteEventStoreOptions = {},
+  ) {
+    this.options = { ...DEFAULTS, ...options };
+    if (filename !== ':memory:' && filename !== '') {
+      mkdirSync(dirname(filename), { recursive: true });
+    }
+    this.db = new Database(filename);
+    try {
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma('synchronous = FULL');
+      this.db.pragma('foreign_keys = ON');
+      this.db.pragma(`busy_timeout = ${Math.trunc(this.options.busyTimeoutMs)}`);
+      // Integers come back as bigint everywhere, so a position never passes through a number.
+      this.db.defaultSafeIntegers(true);
+      this.migrate();
+      this.statements = this.prepareStatements();
+      // IMMEDIATE takes the write lock before reading the revision: two writers, even in two
+      // processes, can never both see the same revision and both append after it.
+      const append = this.db.transaction(this.appendInTransaction.bind(this));
+      this.appendTransaction = append.immediate.bind(append);
+    } catch (error) {
+      this.db.close();
+      throw error;
+    }
+  }
+
+  /** The PRAGMA values in force, for tests and diagnostics. */
+  pragmas(): { journalMode: string; synchronous: number; foreignKeys: boolean } {
+    return {
+      journalMode: String(this.db.pragma('journal_mode', { simple: true })),
+      // 2 is FULL.
+      synchronous: Number(this.db.pragma('synchronous', { simple: true })),
+      foreignKeys: Number(this.db.pragma('foreign_keys', { simple: true })) === 1,
+    };
+  }
+
+  async appendToStream(
+    streamId: string,
+    events: NewEvent[],
+    expected: ExpectedRevision,
+  ): Promise<AppendResult> {
+    this.assertOpen();
+    const result = this.appendTransaction(streamId, events, expected);
+    if (events.length > 0) this.notifyAppended();
+    return result;
+  }
+
+  async readStream(streamId: string, options: ReadStreamOptions = {}): Promise<RecordedEvent[]> {
+    this.assertOpen();
+    const limit = toLimit(options.maxCount);
+    const rows =
+      options.direction === 'backwards'
+        ? this.statements.readStreamBackwards.all(streamId, options.fromRevision ?? MAX_INT64, limit)
+        : this.statements.readStreamForwards.all(streamId, options.fromRevision ?? 0n, limit);
+    return rows.map(toRecordedEvent);
+  }
+
+  async readAll(options: ReadAllOptions = {}): Promise<RecordedEvent[]> {
+    this.assertOpen();
+    const rows = this.readPage(options.fromPosition ?? 0n, toLimit(options.maxCount));
+    return rows.map(toRecordedEvent);
+  }
+
+  subscribeToAll(handler: EventHandler, options: SubscribeOptions = {}): Subscription {
+    this.assertOpen();
+    const subscription = new SqliteSubscription(this, handler, options, this.options);
+    this.subscriptions.add(subscription);
+    void subscription.finished.then(() => this.subscriptions.delete(subscription));
+    return subscription;
+  }
+
+  async headPosition(): Promise<bigint> {
+    this.assertOpen();
+    return this.statements.headPosition.get() as bigint;
+  }
+
+  async ping(): Promise<void> {
+    this.assertOpen();
+    this.statements.ping.get();
+  }
+
+  async loadSnapshot(streamId: string): Promise<Snapshot | undefined> {
+    this.assertOpen();
+    const row = this.statements.loadSnapshot.get(streamId);
+    if (row === undefined) return undefined;
+    return {
+      streamId: row.stream_id,
+      revision: row.revision,
+      position: row.position,
+      schemaVersion: Number(row.schema_version),
+      state: row.state,
+    };
+  }
+
+  async saveSnapshot(snapshot: Snapshot): Promise<void> {
+    this.assertOpen();
+    this.statements.saveSnapshot.run(
+      snapshot.streamId,
+      snapshot.revision,
+      snapshot.position,
+      snapshot.schemaVersion,
+      snapshot.state,
+    );
+  }
+
+  /** Stops every subscription (waiting for handlers in progress), then closes the file. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await Promise.all([...this.subscriptions].map((subscription) => subscription.stop()));
+      this.db.close();
+    })();
+    return this.closing;
+  }
+
+  /** @internal Events strictly after `afterPosition`, in global order. */
+  readPage(afterPosition: bigint, limit: number): EventRow[] {
+    return this.statements.readAll.all(afterPosition, limit);
+  }
+
+  /** @internal Counts this instance's appends, so a subscriber can tell if it missed one. */
+  get appendsSoFar(): number {
+    return this.appendCount;
+  }
+
+  /**
+   * @internal Resolves after this instance's next append or after `timeoutMs`, whichever is
+   * first. Returns a function that resolves it early (used by stop()).
+   */
+  waitForAppend(timeoutMs: number): { wait: Promise<void>; cancel: () => void } {
+    let cancel!: () => void;
+    const wait = new Promise<void>((resolve) => {
+      const timer = setTimeout(() => cancel(), timeoutMs);
+      cancel = () => {
+        clearTimeout(timer);
+        this.appendWaiters.delete(cancel);
+        resolve();
+      };
+      this.appendWaiters.add(cancel);
+    });
+    return { wait, cancel };
+  }
+
+  private notifyAppended(): void {
+    this.appendCount += 1;
+    for (const wake of [...this.appendWaiters]) wake();
+  }
+
+  private appendInTransaction(
+    streamId: string,
+    events: NewEvent[],
+    expected: ExpectedRevision,
+  ): AppendResult {
+    const current = (this.statements.streamRevision.get(streamId) as bigint | undefined) ?? NO_REVISION;
+    const matches =
+      expected === 'any' ||
+      (expected === 'no_stream' ? current === NO_REVISION : expected === current);
+    if (!matches) throw new WrongExpectedRevisionError(streamId, expected, current);
+
+    if (events.length === 0) {
+      return {
+        nextExpectedRevision: current,
+        position: this.statements.headPosition.get() as bigint,
+      };
+    }
+
+    let revision = current;
+    let position = 0n;
+    for (const event of events) {
+      revision += 1n;
+      try {
+        position = this.statements.insertEvent.get(
+          event.eventId,
+          streamId,
+          revision,
+          event.type,
+          JSON.stringify(event.data),
+          JSON.stringify(event.metadata),
+        ) as bigint;
+      } catch (error) {
+        if (isUniqueViolation(error, 'events.event_id')) {
+          throw new DuplicateEventIdError(streamId, event.eventId);
+        }
+        throw error;
+      }
+    }
+    this.statements.upsertStream.run(streamId, revision);
+    return { nextExpectedRevision: revision, position };
+  }
+
+  private migrate(): void {
+    const migrate = this.db.transaction(() => {
+      const version = Number(this.db.pragma('user_version', { simple: true }));
+      if (version > MIGRATIONS.length) {
+        throw new Error(
+          `${this.filename} has event-store schema version ${version}; this build knows up to ${MIGRATIONS.length}`,
+        );
+      }
+      for (let next = version; next < MIGRATIONS.length; next += 1) {
+        this.db.exec(MIGRATIONS[next]);
+        this.db.pragma(`user_version = ${next + 1}`);
+      }
+    });
+    // IMMEDIATE so that two processes opening a new file do not both create the tables.
+    migrate.immediate();
+  }
+
+  private prepareStatements() {
+    const db = this.db;
+    const eventColumns = 'position, event_id, stream_id, revision, type, data, metadata';
+    return {
+      streamRevision: db
+        .prepare<[string], bigint>('SELECT revision FROM streams WHERE stream_id = ?')
+        .pluck(),
+      headPosition: db
+        .prepare<[], bigint>('SELECT coalesce(max(position), 0) FROM events')
+        .pluck(),
+      insertEvent: db
+        .prepare<[string, string, bigint, string, string, string], bigint>(
+          `INSERT INTO events (event_id, stream_id, revision, type, data, metadata)
+           VALUES (?, ?, ?, ?, ?, ?) RETURNING position`,
+        )
+        .pluck(),
+      upsertStream: db.prepare<[string, bigint]>(
+        `INSERT INTO streams (stream_id, revision) VALUES (?, ?)
+         ON CONFLICT (stream_id) DO UPDATE SET revision = excluded.revision`,
+      ),
+      readStreamForwards: db.prepare<[string, bigint, number], EventRow>(
+        `SELECT ${eventColumns} FROM events
+         WHERE stream_id = ? AND revision >= ? ORDER BY revision ASC LIMIT ?`,
+      ),
+      readStreamBackwards: db.prepare<[string, bigint, number], EventRow>(
+        `SELECT ${eventColumns} FROM events
+         WHERE stream_id = ? AND revision <= ? ORDER BY revision DESC LIMIT ?`,
+      ),
+      readAll: db.prepare<[bigint, number], EventRow>(
+        `SELECT ${eventColumns} FROM events WHERE position >= ? ORDER BY position ASC LIMIT ?`,
+      ),
+      ping: db.prepare<[], unknown>('SELECT 1'),
+      loadSnapshot: db.prepare<[string], SnapshotRow>(
+        `SELECT stream_id, revision, position, schema_version, state
+         FROM snapshots WHERE stream_id = ?`,
+      ),
+      saveSnapshot: db.prepare<[string, bigint, bigint, number, string]>(
+        `INSERT INTO snapshots (stream_id, revision, position, schema_version, state)
+         VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (stream_id) DO UPDATE SET
+           revision = excluded.revision,
+           position = excluded.position,
+           schema_version = excluded.schema_version,
+           state = excluded.state`,
+      ),
+    };
+  }
+
+  private assertOpen(): void {
+    if (this.closing !== undefined) throw new Error(`event store ${this.filename} is closed`);
+  }
+}
+
+/**
+ * One catch-up-then-live subscription. It always reads strictly after the last position it
+ * handled, so the seam between catching up and live delivery has no gap and no repeat.
+ */
+class SqliteSubscription implements Subscription {
+  /** Tells stop() whether it is being called from inside this subscription's own handler. */
+  private static readonly current = new AsyncLocalStorage<SqliteSubscription>();
+
+  readonly finished: Promise<void>;
+  private stopped = false;
+  private cancelWait: (() => void) | undefined;
+
+  constructor(
+    private readonly store: SqliteEventStore,
+    private readonly handler: EventHandler,
+    private readonly options: SubscribeOptions,
+    private readonly tuning: Required<SqliteEventStoreOptions>,
+  ) {
+    this.finished = this.run();
+  }
+
+  stop(): Promise<void> {
+    this.stopped = true;
+    this.cancelWait?.();
+    if (SqliteSubscription.current.getStore() === this) return Promise.resolve();
+    return this.finished;
+  }
+
+  private async run(): Promise<void> {
+    const prefixes = this.options.streamPrefixes;
+    const wanted = (streamId: string) =>
+      prefixes === undefined || prefixes.some((prefix) => streamId.startsWith(prefix));
+    let lastPosition = this.options.fromPosition ?? 0n;
+    let caughtUp = false;
+    // Let the caller hold the subscription (and call stop()) before the first event arrives.
+    await yieldToEventLoop();
+    try {
+      while (!this.stopped) {
+        const appendsBeforeRead = this.store.appendsSoFar;
+        const page = this.store.readPage(lastPosition, this.tuning.pageSize);
+        for (const row of page) {
+          if (this.stopped) return;
+          if (wanted(row.stream_id)) {
+            const event = toRecordedEvent(row);
+            await SqliteSubscription.current.run(this, () => this.handler(event));
+          }
+          // Advanced only once handled, so a failing event is never skipped.
+          lastPosition = row.position;
+        }
+        if (page.length === this.tuning.pageSize) {
+          // A full page: more may follow at once; let timers and I/O run between pages.
+          await yieldToEventLoop();
+          continue;
+        }
+        if (!caughtUp) {
+          caughtUp = true;
+          if (this.options.onCaughtUp !== undefined && !this.stopped) {
+            const onCaughtUp = this.options.onCaughtUp;
+            await SqliteSubscription.current.run(this, () => onCaughtUp());
+          }
+        }
+        // An append of this instance since the read: read again at once, or it could be missed.
+        if (this.stopped || this.store.appendsSoFar !== appendsBeforeRead) continue;
+        // Otherwise wait for this instance's next append, or poll for other processes'.
+        const { wait, cancel } = this.store.waitForAppend(this.tuning.pollIntervalMs);
+        this.cancelWait = cancel;
+        await wait;
+        this.cancelWait = undefined;
+      }
+    } catch (error) {
+      this.stopped = true;
+      this.report(error);
+    }
+  }
+
+  private report(error: unknown): void {
+    if (this.options.onError === undefined) {
+      // Never lose the failure silently: the subscription has stopped.
+      process.emitWarning(
+        `event store subscription stopped: ${error instanceof Error ? error.message : String(error)}`,
+      );
+      return;
+    }
+    try {
+      this.options.onError(error);
+    } catch {
+      // The subscription has already stopped; an error reporter that throws has nowhere to go.
+    }
+  }
+}
+
+function toRecordedEvent(row: EventRow): RecordedEvent {
+  return {
+    eventId: row.event_id,
+    type: row.type,
+    streamId: row.stream_id,
+    revision: row.revision,
+    position: row.position,
+    data: JSON.parse(row.data) as unknown,
+    metadata: JSON.parse(row.metadata) as EventMetadata,
+  };
+}
+
+function toLimit(maxCount: number | undefined): number {
+  if (maxCount === undefined) return NO_LIMIT;
+  if (!Number.isSafeInteger(maxCount) || maxCount < 0) {
+    throw new RangeError(`maxCount must be a non-negative integer, got ${maxCount}`);
+  }
+  return maxCount;
+}
+
+function isUniqueViolation(error: unknown, column: string): boolean {
+  return (
+    error instanceof Database.SqliteError &&
+    error.code === 'SQLITE_CONSTRAINT_UNIQUE' &&
+    error.message.includes(column)
+  );
+}

@@ -1,0 +1,41 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { DynamicModule } from '@nestjs/common';
+import { LoggerModule } from 'nestjs-pino';
+import type { LedgerConfig } from '../config/config';
+
+export const REQUEST_ID_HEADER = 'x-request-id';
+
+/** A caller's request id is kept only if it is short and harmless in a log line. */
+const SAFE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/**
+ * Structured JSON logs (pino) for the whole process; every line logged while serving a
+ * request carries its id, which is echoed in the `x-request-id` response header. Credentials
+ * never reach the log.
+ */
+export function loggerModule(config: Pick<LedgerConfig, 'logLevel'>): DynamicModule {
+  return LoggerModule.forRoot({
+    pinoHttp: {
+      level: config.logLevel,
+      genReqId: (request: IncomingMessage, response: ServerResponse) => {
+        const incoming = request.headers[REQUEST_ID_HEADER];
+        const id =
+          typeof incoming === 'string' && SAFE_REQUEST_ID.test(incoming) ? incoming : randomUUID();
+        response.setHeader(REQUEST_ID_HEADER, id);
+        return id;
+      },
+      redact: {
+        paths: ['req.headers.authorization', 'req.headers.cookie', 'res.headers["set-cookie"]'],
+        censor: '[redacted]',
+      },
+      // 4xx answers are the caller's mistake, 5xx ours.
+      customLogLevel: (_request, response, error) =>
+        error || response.statusCode >= 500
+          ? 'error'
+          : response.statusCode >= 400
+            ? 'warn'
+            : 'info',
+    },
+  });
+}

@@ -1,0 +1,76 @@
+import { ConfigError, loadConfig } from '../../../src/config/config';
+
+function configError(env: NodeJS.ProcessEnv): ConfigError {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return error as ConfigError;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('loadConfig', () => {
+  it('has the defaults of API.md', () => {
+    expect(loadConfig({})).toMatchObject({
+      port: 3000,
+      grpcPort: 50051,
+      dataDir: './data',
+      eventStore: 'sqlite',
+      eventStoreUrl: 'esdb://127.0.0.1:2113?tls=false',
+      databaseUrl: undefined,
+      natsServers: ['nats://127.0.0.1:4222'],
+      logLevel: 'info',
+      snapshotEvery: 500,
+      cacheSize: 10_000,
+    });
+  });
+
+  it('counts empty variables as unset', () => {
+    expect(loadConfig({ PORT: '', LEDGER_EVENT_STORE: '' })).toMatchObject({
+      port: 3000,
+      eventStore: 'sqlite',
+    });
+  });
+
+  it('reads the settings', () => {
+    expect(
+      loadConfig({
+        PORT: '8080',
+        GRPC_PORT: '0',
+        LEDGER_DATA_DIR: '/var/lib/ledger',
+        LEDGER_EVENT_STORE: 'postgres',
+        DATABASE_URL: 'postgres://ledger@db/ledger',
+        LOG_LEVEL: 'debug',
+      }),
+    ).toMatchObject({
+      port: 8080,
+      grpcPort: 0,
+      dataDir: '/var/lib/ledger',
+      eventStore: 'postgres',
+      databaseUrl: 'postgres://ledger@db/ledger',
+      logLevel: 'debug',
+    });
+  });
+
+  it('splits NATS_URL on commas', () => {
+    expect(
+      loadConfig({ NATS_URL: 'nats://a:4222, nats://b:4222,nats://c:4222' }).natsServers,
+    ).toEqual(['nats://a:4222', 'nats://b:4222', 'nats://c:4222']);
+  });
+
+  it.each([
+    ['PORT', 'abc'],
+    ['PORT', '70000'],
+    ['PORT', '-1'],
+    ['GRPC_PORT', '3.5'],
+    ['LEDGER_EVENT_STORE', 'mongo'],
+    ['DATABASE_URL', 'mysql://db'],
+    ['LOG_LEVEL', 'loud'],
+  ])('%s=%s stops the start with one line naming it', (name, value) => {
+    const error = configError({ [name]: value });
+    expect(error.message).toContain(name);
+    expect(error.message).toContain(value);
+    expect(error.message).not.toContain('\n');
+  });
+});

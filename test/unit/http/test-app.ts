@@ -1,0 +1,42 @@
+import { LoggerService } from '@nestjs/common';
+import { Test } from '@nestjs/testing';
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import { configureHttp } from '../../../src/api/http/http-setup';
+
+/** Collects what the application logs, so tests can read it and the output stays quiet. */
+export class CollectingLogger implements LoggerService {
+  readonly lines: { level: string; message: unknown; params: unknown[] }[] = [];
+  log(message: unknown, ...params: unknown[]) {
+    this.lines.push({ level: 'log', message, params });
+  }
+  error(message: unknown, ...params: unknown[]) {
+    this.lines.push({ level: 'error', message, params });
+  }
+  warn(message: unknown, ...params: unknown[]) {
+    this.lines.push({ level: 'warn', message, params });
+  }
+  debug(message: unknown, ...params: unknown[]) {
+    this.lines.push({ level: 'debug', message, params });
+  }
+  verbose(message: unknown, ...params: unknown[]) {
+    this.lines.push({ level: 'verbose', message, params });
+  }
+  errors(): string[] {
+    return this.lines
+      .filter((line) => line.level === 'error')
+      .map((line) => [line.message, ...line.params].map(String).join(' '));
+  }
+}
+
+/** An application as main.ts builds it (configureHttp), around the given module metadata. */
+export async function createHttpTestApp(metadata: {
+  controllers?: (new (...args: never[]) => unknown)[];
+  providers?: Parameters<typeof Test.createTestingModule>[0]['providers'];
+}): Promise<{ app: NestExpressApplication; logger: CollectingLogger }> {
+  const moduleRef = await Test.createTestingModule(metadata).compile();
+  const logger = new CollectingLogger();
+  const app = moduleRef.createNestApplication<NestExpressApplication>({ logger });
+  configureHttp(app);
+  await app.init();
+  return { app, logger };
+}
