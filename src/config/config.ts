@@ -35,9 +35,7 @@ const schema = z.object({
   LEDGER_JWKS_URL: z.string().min(1).optional(),
   LEDGER_JWT_ISSUER: z.string().min(1).optional(),
   LEDGER_JWT_AUDIENCE: z.string().min(1).optional(),
-  LOG_LEVEL: z
-    .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
-    .default('info'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Write a snapshot after this many events since the last one. */
   LEDGER_SNAPSHOT_EVERY: positiveInt(500),
   /** How many aggregates (organizations and users) the write side keeps in memory. */

@@ -91,9 +91,7 @@ export class WrongExpectedRevisionError extends Error {
     readonly expected: ExpectedRevision,
     readonly actual: bigint,
   ) {
-    super(
-      `stream ${streamId}: expected revision ${String(expected)}, actual ${actual.toString()}`,
-    );
+    super(`stream ${streamId}: expected revision ${String(expected)}, actual ${actual.toString()}`);
     this.name = 'WrongExpectedRevisionError';
   }
 }

@@ -7,7 +7,12 @@ import {
 } from '@nestjs/common';
 import { CommandBus } from '@nestjs/cqrs';
 import { Heap } from 'heap-js';
-import { EVENT_STORE, type EventStore, type RecordedEvent, type Subscription } from '../event-store/event-store';
+import {
+  EVENT_STORE,
+  type EventStore,
+  type RecordedEvent,
+  type Subscription,
+} from '../event-store/event-store';
 import { LEDGER_ACTOR } from '../ledger/actor';
 import type { OrganizationEvent } from '../ledger/organization/events';
 import type { UserEvent } from '../ledger/user/events';
@@ -203,7 +208,13 @@ export class FollowUps implements OnApplicationBootstrap, OnApplicationShutdown 
     if (event.type === 'UserRegistered') {
       const { personalOrganizationId, name } = event.data;
       this.oblige(`personal:${personalOrganizationId}`, context, () =>
-        ensurePersonalOrganization(this.organizations, userId, personalOrganizationId, name, context),
+        ensurePersonalOrganization(
+          this.organizations,
+          userId,
+          personalOrganizationId,
+          name,
+          context,
+        ),
       );
     } else {
       // Any later switch means the user's active organization was settled again.

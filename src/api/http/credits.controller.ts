@@ -37,7 +37,9 @@ export class CreditsController {
     @LedgerContext() context: CommandContext,
     @Res({ passthrough: true }) response: Response,
   ) {
-    const reply = await this.commands.execute(new GrantCredits({ organizationId, ...body }, context));
+    const reply = await this.commands.execute(
+      new GrantCredits({ organizationId, ...body }, context),
+    );
     return written(response, reply);
   }
 

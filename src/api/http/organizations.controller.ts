@@ -103,7 +103,9 @@ export class OrganizationsController {
     @LedgerContext() context: CommandContext,
     @Res({ passthrough: true }) response: Response,
   ) {
-    const reply = await this.commands.execute(new RemoveMember({ organizationId, userId }, context));
+    const reply = await this.commands.execute(
+      new RemoveMember({ organizationId, userId }, context),
+    );
     response.setHeader('Ledger-Position', positionText(reply.position));
   }
 

@@ -161,7 +161,11 @@ export class SqliteEventStore implements EventStore, SnapshotStore {
     const limit = toLimit(options.maxCount);
     const rows =
       options.direction === 'backwards'
-        ? this.statements.readStreamBackwards.all(streamId, options.fromRevision ?? MAX_INT64, limit)
+        ? this.statements.readStreamBackwards.all(
+            streamId,
+            options.fromRevision ?? MAX_INT64,
+            limit,
+          )
         : this.statements.readStreamForwards.all(streamId, options.fromRevision ?? 0n, limit);
     return rows.map(toRecordedEvent);
   }
@@ -261,7 +265,8 @@ export class SqliteEventStore implements EventStore, SnapshotStore {
     events: NewEvent[],
     expected: ExpectedRevision,
   ): AppendResult {
-    const current = (this.statements.streamRevision.get(streamId) as bigint | undefined) ?? NO_REVISION;
+    const current =
+      (this.statements.streamRevision.get(streamId) as bigint | undefined) ?? NO_REVISION;
     const matches =
       expected === 'any' ||
       (expected === 'no_stream' ? current === NO_REVISION : expected === current);
@@ -322,9 +327,7 @@ export class SqliteEventStore implements EventStore, SnapshotStore {
       streamRevision: db
         .prepare<[string], bigint>('SELECT revision FROM streams WHERE stream_id = ?')
         .pluck(),
-      headPosition: db
-        .prepare<[], bigint>('SELECT coalesce(max(position), 0) FROM events')
-        .pluck(),
+      headPosition: db.prepare<[], bigint>('SELECT coalesce(max(position), 0) FROM events').pluck(),
       insertEvent: db
         .prepare<[string, string, bigint, string, string, string], bigint>(
           `INSERT INTO events (event_id, stream_id, revision, type, data, metadata)
@@ -344,7 +347,7 @@ export class SqliteEventStore implements EventStore, SnapshotStore {
          WHERE stream_id = ? AND revision <= ? ORDER BY revision DESC LIMIT ?`,
       ),
       readAll: db.prepare<[bigint, number], EventRow>(
-        `SELECT ${eventColumns} FROM events WHERE position >= ? ORDER BY position ASC LIMIT ?`,
+        `SELECT ${eventColumns} FROM events WHERE position > ? ORDER BY position ASC LIMIT ?`,
       ),
       ping: db.prepare<[], unknown>('SELECT 1'),
       loadSnapshot: db.prepare<[string], SnapshotRow>(

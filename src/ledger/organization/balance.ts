@@ -35,4 +35,3 @@ export function balanceAt(state: OrganizationState, now: number): Balance {
   }
   return { available: availableCredits(state, now), reserved: reservedCredits(state), grants };
 }
-

@@ -10,7 +10,14 @@ import {
 } from '../errors';
 import { isAmount, MAX_AMOUNT } from '../identifiers';
 import { toIso, toMillis } from '../time';
-import { allocate, availableCredits, isExpired, subtractAllocations, sumOf, takeBack } from './burn-down';
+import {
+  allocate,
+  availableCredits,
+  isExpired,
+  subtractAllocations,
+  sumOf,
+  takeBack,
+} from './burn-down';
 import type { OrganizationCommand } from './commands';
 import { evolve } from './evolve';
 import type { Allocation, OrganizationEvent, Role } from './events';
@@ -217,9 +224,7 @@ export function decide(
       const released = state.reservations
         .valueSeq()
         .filter((reservation) => reservation.status === 'held' && now >= reservation.expiresAt)
-        .flatMap((reservation) =>
-          releaseReservation(state, reservation.reservationId, now, event),
-        )
+        .flatMap((reservation) => releaseReservation(state, reservation.reservationId, now, event))
         .toArray();
       const expired = state.burnDownOrder
         .map((grantId) => state.grants.get(grantId)!)
@@ -268,9 +273,7 @@ export function decide(
       }
       assertAmount(amount);
       const grantId = transferGrantId(state, fromOrganizationId, transferId);
-      return [
-        event('CreditsTransferredIn', { transferId, fromOrganizationId, amount, grantId }),
-      ];
+      return [event('CreditsTransferredIn', { transferId, fromOrganizationId, amount, grantId })];
     }
     case 'SetLowBalanceThreshold': {
       const { threshold } = command;

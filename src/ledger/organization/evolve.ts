@@ -293,4 +293,3 @@ function prune(state: OrganizationState, at: number): OrganizationState {
     prunedAt: at,
   };
 }
-

@@ -59,8 +59,7 @@ export class ChargeCharmRunHandler implements ICommandHandler<ChargeCharmRun> {
 
   async execute({ input, context }: ChargeCharmRun) {
     const { runId, charmId, userId, amount } = input;
-    const organizationId =
-      input.organizationId ?? (await activeOrganizationOf(this.users, userId));
+    const organizationId = input.organizationId ?? (await activeOrganizationOf(this.users, userId));
     const written = await this.organizations.execute(
       organizationId,
       { type: 'ChargeCharmRun', runId, charmId, userId, amount },
@@ -124,8 +123,7 @@ export class ReserveCreditsHandler implements ICommandHandler<ReserveCredits> {
   async execute({ input, context }: ReserveCredits) {
     const { reservationId, charmId, userId, amount } = input;
     const ttlSeconds = input.ttlSeconds ?? DEFAULT_RESERVATION_TTL_SECONDS;
-    const organizationId =
-      input.organizationId ?? (await activeOrganizationOf(this.users, userId));
+    const organizationId = input.organizationId ?? (await activeOrganizationOf(this.users, userId));
     const written = await this.organizations.execute(
       organizationId,
       { type: 'ReserveCredits', reservationId, charmId, userId, amount, ttlSeconds },

@@ -22,7 +22,12 @@ export class RegisterUserHandler implements ICommandHandler<RegisterUser> {
     const { userId, name } = input;
     const written = await this.users.execute(
       userId,
-      { type: 'RegisterUser', userId, name, personalOrganizationId: personalOrganizationId(userId) },
+      {
+        type: 'RegisterUser',
+        userId,
+        name,
+        personalOrganizationId: personalOrganizationId(userId),
+      },
       context,
       ({ state, replayed }) => ({
         userId,

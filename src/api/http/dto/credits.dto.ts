@@ -21,7 +21,13 @@ export class GrantCreditsDto {
   @IsInt()
   @Min(0)
   @Max(MAX_PRIORITY)
-  @ApiProperty({ type: 'integer', minimum: 0, maximum: MAX_PRIORITY, required: false, default: 100 })
+  @ApiProperty({
+    type: 'integer',
+    minimum: 0,
+    maximum: MAX_PRIORITY,
+    required: false,
+    default: 100,
+  })
   priority?: number;
 
   // null means "never expires", as leaving it out does.
@@ -72,7 +78,13 @@ export class ReserveCreditsDto {
   @IsInt()
   @Min(1)
   @Max(MAX_TTL_SECONDS)
-  @ApiProperty({ type: 'integer', minimum: 1, maximum: MAX_TTL_SECONDS, required: false, default: 900 })
+  @ApiProperty({
+    type: 'integer',
+    minimum: 1,
+    maximum: MAX_TTL_SECONDS,
+    required: false,
+    default: 900,
+  })
   ttlSeconds?: number;
 }
 

@@ -34,9 +34,18 @@ export class HistoryQueryDto extends ReadQueryDto {
   @IsInt()
   @Min(1)
   @Max(MAX_HISTORY_PAGE)
-  @ApiProperty({ required: false, type: 'integer', minimum: 1, maximum: MAX_HISTORY_PAGE, default: 100 })
+  @ApiProperty({
+    required: false,
+    type: 'integer',
+    minimum: 1,
+    maximum: MAX_HISTORY_PAGE,
+    default: 100,
+  })
   limit?: number;
 
-  @IsIsoDateTime({ optional: true, description: 'only events up to then, and the state as of then' })
+  @IsIsoDateTime({
+    optional: true,
+    description: 'only events up to then, and the state as of then',
+  })
   at?: string;
 }

@@ -1,0 +1,55 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { INestApplication } from '@nestjs/common';
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import { Test } from '@nestjs/testing';
+import request from 'supertest';
+import type TestAgent from 'supertest/lib/agent';
+import { configureHttp } from '../../src/api/http/http-setup';
+import { AppModule } from '../../src/app.module';
+import { loadConfig } from '../../src/config/config';
+import { Clock } from '../../src/write/clock';
+
+/** A clock the test moves by hand. */
+export class TestClock extends Clock {
+  constructor(public current = Date.parse('2026-01-01T00:00:00Z')) {
+    super();
+  }
+  now(): number {
+    return this.current;
+  }
+  advance(ms: number) {
+    this.current += ms;
+  }
+}
+
+export interface RunningLedger {
+  app: INestApplication;
+  http: TestAgent;
+  dataDir: string;
+  close(): Promise<void>;
+}
+
+export const newDataDir = () => mkdtempSync(join(tmpdir(), 'ledger-e2e-'));
+export const removeDataDir = (dir: string) => rmSync(dir, { recursive: true, force: true });
+
+/** The whole service in this process, on the embedded store in `dataDir`. */
+export async function startLedger(
+  dataDir: string,
+  options: { clock?: Clock; env?: Record<string, string> } = {},
+): Promise<RunningLedger> {
+  const config = loadConfig({ LEDGER_DATA_DIR: dataDir, LOG_LEVEL: 'silent', ...options.env });
+  let builder = Test.createTestingModule({ imports: [AppModule.forRoot(config)] });
+  if (options.clock) builder = builder.overrideProvider(Clock).useValue(options.clock);
+  const moduleRef = await builder.compile();
+  const app = moduleRef.createNestApplication<NestExpressApplication>({ logger: false });
+  configureHttp(app);
+  await app.init();
+  return {
+    app,
+    http: request(app.getHttpServer()),
+    dataDir,
+    close: () => app.close(),
+  };
+}
