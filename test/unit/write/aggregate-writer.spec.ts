@@ -1,0 +1,174 @@
+import { SqliteEventStore } from '../../../src/event-store/sqlite/sqlite-event-store';
+import { LedgerError } from '../../../src/ledger/errors';
+import { availableCredits } from '../../../src/ledger/organization/burn-down';
+import { AggregateWriter, type CommandContext } from '../../../src/write/aggregate-writer';
+import { organizationAggregate } from '../../../src/write/writers';
+import { TestClock } from '../../support/ledger-app';
+
+const context: CommandContext = { actor: { kind: 'service', id: 'test' }, correlationId: 'c-1' };
+
+describe('the write pipeline (group commit per organization)', () => {
+  let store: SqliteEventStore;
+  const clock = new TestClock();
+  const writer = (options: Partial<{ cacheSize: number; snapshotEvery: number }> = {}) =>
+    new AggregateWriter(organizationAggregate, store, store, clock, {
+      cacheSize: 100,
+      snapshotEvery: 1000,
+      ...options,
+    });
+
+  beforeEach(() => {
+    store = new SqliteEventStore(':memory:');
+  });
+  afterEach(() => store.close());
+
+  async function organizationWith(
+    organizations: ReturnType<typeof writer>,
+    id: string,
+    credits: number,
+  ) {
+    await organizations.execute(
+      id,
+      {
+        type: 'CreateOrganization',
+        organizationId: id,
+        name: id,
+        kind: 'company',
+        ownerUserId: 'u',
+      },
+      context,
+      () => undefined,
+    );
+    await organizations.execute(
+      id,
+      {
+        type: 'GrantCredits',
+        grantId: 'g',
+        amount: credits,
+        source: 'purchase',
+        priority: 100,
+        expiresAt: null,
+      },
+      context,
+      () => undefined,
+    );
+  }
+
+  const charge = (
+    organizations: ReturnType<typeof writer>,
+    id: string,
+    runId: string,
+    amount = 1,
+  ) =>
+    organizations.execute(
+      id,
+      { type: 'ChargeCharmRun', runId, charmId: 'c', userId: 'u', amount },
+      context,
+      ({ state, replayed }) => ({ available: availableCredits(state, clock.now()), replayed }),
+    );
+
+  it('appends all the commands waiting in one write, and answers each caller on its own', async () => {
+    const organizations = writer();
+    await organizationWith(organizations, 'hot', 100);
+    const append = jest.spyOn(store, 'appendToStream');
+    const answers = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => charge(organizations, 'hot', `r${i}`)),
+    );
+    expect(append.mock.calls.length).toBeLessThanOrEqual(2);
+    expect(append.mock.calls.reduce((sum, [, events]) => sum + events.length, 0)).toBe(50);
+    // Each answer saw the state right after its own command.
+    expect(answers.map((written) => written.answer.available).sort((a, b) => a - b)).toEqual(
+      Array.from({ length: 50 }, (_, i) => 50 + i),
+    );
+  });
+
+  it('fails a rejected command alone, the rest of its batch is written', async () => {
+    const organizations = writer();
+    await organizationWith(organizations, 'o', 10);
+    const results = await Promise.allSettled([
+      charge(organizations, 'o', 'a', 4),
+      charge(organizations, 'o', 'b', 4),
+      charge(organizations, 'o', 'too-much', 5),
+      charge(organizations, 'o', 'c', 2),
+    ]);
+    expect(results.map((result) => result.status)).toEqual([
+      'fulfilled',
+      'fulfilled',
+      'rejected',
+      'fulfilled',
+    ]);
+    const rejected = results[2] as PromiseRejectedResult;
+    expect(rejected.reason).toBeInstanceOf(LedgerError);
+    expect(rejected.reason.code).toBe('INSUFFICIENT_CREDITS');
+    const events = await store.readStream('organization-o');
+    expect(events.filter((event) => event.type === 'CharmRunCharged')).toHaveLength(3);
+  });
+
+  it('answers only once the write is durable', async () => {
+    const organizations = writer();
+    await organizationWith(organizations, 'o', 10);
+    let finishWrite!: () => void;
+    const append = store.appendToStream.bind(store);
+    jest.spyOn(store, 'appendToStream').mockImplementationOnce(async (...args) => {
+      await new Promise<void>((resolve) => (finishWrite = resolve));
+      return append(...args);
+    });
+    let answered = false;
+    const pending = charge(organizations, 'o', 'r').then(() => (answered = true));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(answered).toBe(false);
+    finishWrite();
+    await pending;
+    expect(answered).toBe(true);
+  });
+
+  it('reloads and redoes the batch when another process wrote the stream meanwhile', async () => {
+    const here = writer();
+    const elsewhere = writer();
+    await organizationWith(here, 'shared', 10);
+    await charge(elsewhere, 'shared', 'by-the-other-process', 6);
+    // `here` still has the old state cached; its write conflicts, then succeeds on the new one.
+    const written = await charge(here, 'shared', 'mine', 3);
+    expect(written.answer.available).toBe(1);
+    await expect(charge(here, 'shared', 'one-too-many', 2)).rejects.toMatchObject({
+      code: 'INSUFFICIENT_CREDITS',
+    });
+  });
+
+  it('answers UNAVAILABLE when the store cannot take the write, and forgets its cached state', async () => {
+    const organizations = writer();
+    await organizationWith(organizations, 'o', 10);
+    jest.spyOn(store, 'appendToStream').mockRejectedValueOnce(new Error('disk I/O error'));
+    await expect(charge(organizations, 'o', 'lost')).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+    const after = await charge(organizations, 'o', 'next');
+    expect(after.answer.available).toBe(9);
+  });
+
+  it('loads from the latest snapshot and only the events after it', async () => {
+    const first = writer({ snapshotEvery: 10 });
+    await organizationWith(first, 'big', 1000);
+    for (let i = 0; i < 25; i++) await charge(first, 'big', `r${i}`);
+    const snapshot = await store.loadSnapshot('organization-big');
+    expect(snapshot?.revision).toBe(19n);
+
+    const restarted = writer({ snapshotEvery: 10 });
+    const read = jest.spyOn(store, 'readStream');
+    const loaded = await restarted.read('big');
+    expect(read).toHaveBeenCalledTimes(1);
+    expect(read.mock.calls[0][1]?.fromRevision).toBe(snapshot!.revision + 1n);
+    expect(loaded.revision).toBe(26n);
+    expect(availableCredits(loaded.state, clock.now())).toBe(975);
+    const replay = await charge(restarted, 'big', 'r3');
+    expect(replay.answer.replayed).toBe(true);
+  });
+
+  it('keeps a bounded number of organizations in memory', async () => {
+    const organizations = writer({ cacheSize: 2 });
+    for (const id of ['a', 'b', 'c']) await organizationWith(organizations, id, 5);
+    const read = jest.spyOn(store, 'readStream');
+    await organizations.read('c');
+    expect(read).not.toHaveBeenCalled();
+    await organizations.read('a');
+    expect(read).toHaveBeenCalledWith('organization-a', expect.anything());
+  });
+});
