@@ -4,7 +4,13 @@ import { newDataDir, removeDataDir, startLedger, type RunningLedger } from '../s
 describe('bad input', () => {
   let dataDir: string;
   let ledger: RunningLedger;
-  const charge = { runId: 'run-1', charmId: 'charm', userId: 'owner', amount: 5, organizationId: 'acme' };
+  const charge = {
+    runId: 'run-1',
+    charmId: 'charm',
+    userId: 'owner',
+    amount: 5,
+    organizationId: 'acme',
+  };
 
   const positionOfStore = async () => {
     const history = await ledger.http.get('/v1/organizations/acme/history?limit=1000').expect(200);
@@ -14,34 +20,74 @@ describe('bad input', () => {
   beforeAll(async () => {
     dataDir = newDataDir();
     ledger = await startLedger(dataDir);
-    await ledger.http.post('/v1/organizations').send({ organizationId: 'acme', name: 'Acme', ownerUserId: 'owner' }).expect(201);
-    await ledger.http.post('/v1/organizations/acme/grants').send({ grantId: 'g', amount: 100, source: 'purchase' }).expect(201);
+    await ledger.http
+      .post('/v1/organizations')
+      .send({ organizationId: 'acme', name: 'Acme', ownerUserId: 'owner' })
+      .expect(201);
+    await ledger.http
+      .post('/v1/organizations/acme/grants')
+      .send({ grantId: 'g', amount: 100, source: 'purchase' })
+      .expect(201);
   });
   afterAll(async () => {
     await ledger.close();
     removeDataDir(dataDir);
   });
 
-  const badIds = ['a.b', 'a*', 'a>', 'a/b', 'x'.repeat(65), '', '-leading', 'spa ce', 'ünï', 'a\u0000b'];
-  const badAmounts: unknown[] = [0, -1, 1.5, '10', 1e16, null, true, [5], { n: 5 }, 1_000_000_000_001];
+  const badIds = [
+    'a.b',
+    'a*',
+    'a>',
+    'a/b',
+    'x'.repeat(65),
+    '',
+    '-leading',
+    'spa ce',
+    'ünï',
+    'a\u0000b',
+  ];
+  const badAmounts: unknown[] = [
+    0,
+    -1,
+    1.5,
+    '10',
+    1e16,
+    null,
+    true,
+    [5],
+    { n: 5 },
+    1_000_000_000_001,
+  ];
 
   it.each(badIds)('refuses the identifier %j in a body, naming the field', async (runId) => {
     const before = await positionOfStore();
-    const response = await ledger.http.post('/v1/charm-runs').send({ ...charge, runId }).expect(400);
+    const response = await ledger.http
+      .post('/v1/charm-runs')
+      .send({ ...charge, runId })
+      .expect(400);
     expect(response.headers['content-type']).toContain('application/problem+json');
     expect(response.body).toMatchObject({ status: 400, code: 'VALIDATION_FAILED' });
     expect(response.body.errors).toEqual([expect.objectContaining({ field: 'runId' })]);
     expect(await positionOfStore()).toBe(before);
   });
 
-  it.each(['a.b', 'a*', 'a%3E', 'x'.repeat(65)])('refuses the identifier %j in a path', async (id) => {
-    const response = await ledger.http.post(`/v1/organizations/${id}/grants`).send({ grantId: 'g9', amount: 1, source: 'plan' }).expect(400);
-    expect(response.body.errors).toEqual([expect.objectContaining({ field: 'organizationId' })]);
-  });
+  it.each(['a.b', 'a*', 'a%3E', 'x'.repeat(65)])(
+    'refuses the identifier %j in a path',
+    async (id) => {
+      const response = await ledger.http
+        .post(`/v1/organizations/${id}/grants`)
+        .send({ grantId: 'g9', amount: 1, source: 'plan' })
+        .expect(400);
+      expect(response.body.errors).toEqual([expect.objectContaining({ field: 'organizationId' })]);
+    },
+  );
 
   it.each(badAmounts)('refuses the amount %j', async (amount) => {
     const before = await positionOfStore();
-    const response = await ledger.http.post('/v1/charm-runs').send({ ...charge, amount }).expect(400);
+    const response = await ledger.http
+      .post('/v1/charm-runs')
+      .send({ ...charge, amount })
+      .expect(400);
     expect(response.body.errors).toEqual([expect.objectContaining({ field: 'amount' })]);
     expect(await positionOfStore()).toBe(before);
   });
@@ -53,7 +99,10 @@ describe('bad input', () => {
   });
 
   it('refuses unknown fields', async () => {
-    const response = await ledger.http.post('/v1/charm-runs').send({ ...charge, discount: 5 }).expect(400);
+    const response = await ledger.http
+      .post('/v1/charm-runs')
+      .send({ ...charge, discount: 5 })
+      .expect(400);
     expect(response.body.errors).toEqual([{ field: 'discount', message: 'is not allowed' }]);
   });
 
@@ -64,13 +113,24 @@ describe('bad input', () => {
       .send('{"runId": "r",')
       .expect(400);
     expect(malformed.body.errors).toEqual([expect.objectContaining({ field: 'body' })]);
-    await ledger.http.post('/v1/charm-runs').set('content-type', 'application/json').send('[1,2]').expect(400);
-    await ledger.http.post('/v1/charm-runs').set('content-type', 'application/json').send('"text"').expect(400);
+    await ledger.http
+      .post('/v1/charm-runs')
+      .set('content-type', 'application/json')
+      .send('[1,2]')
+      .expect(400);
+    await ledger.http
+      .post('/v1/charm-runs')
+      .set('content-type', 'application/json')
+      .send('"text"')
+      .expect(400);
   });
 
   it('refuses a 1 MB body with a 400 naming the field', async () => {
     const before = await positionOfStore();
-    const response = await ledger.http.post('/v1/charm-runs').send({ ...charge, charmId: 'c'.repeat(1024 * 1024) }).expect(400);
+    const response = await ledger.http
+      .post('/v1/charm-runs')
+      .send({ ...charge, charmId: 'c'.repeat(1024 * 1024) })
+      .expect(400);
     expect(response.body.errors).toEqual([expect.objectContaining({ field: 'charmId' })]);
     expect(await positionOfStore()).toBe(before);
   });
@@ -78,11 +138,27 @@ describe('bad input', () => {
   it('refuses bad values of the other fields', async () => {
     const cases: [string, Record<string, unknown>, string][] = [
       ['/v1/organizations/acme/grants', { grantId: 'g2', amount: 1, source: 'gift' }, 'source'],
-      ['/v1/organizations/acme/grants', { grantId: 'g2', amount: 1, source: 'plan', priority: -1 }, 'priority'],
-      ['/v1/organizations/acme/grants', { grantId: 'g2', amount: 1, source: 'plan', expiresAt: 'tomorrow' }, 'expiresAt'],
-      ['/v1/organizations/acme/grants', { grantId: 'g2', amount: 1, source: 'plan', expiresAt: '2020-01-01T00:00:00Z' }, 'expiresAt'],
+      [
+        '/v1/organizations/acme/grants',
+        { grantId: 'g2', amount: 1, source: 'plan', priority: -1 },
+        'priority',
+      ],
+      [
+        '/v1/organizations/acme/grants',
+        { grantId: 'g2', amount: 1, source: 'plan', expiresAt: 'tomorrow' },
+        'expiresAt',
+      ],
+      [
+        '/v1/organizations/acme/grants',
+        { grantId: 'g2', amount: 1, source: 'plan', expiresAt: '2020-01-01T00:00:00Z' },
+        'expiresAt',
+      ],
       ['/v1/organizations/acme/grants', { grantId: 'g2', amount: 1, source: 'transfer' }, 'source'],
-      ['/v1/organizations/acme/reservations', { reservationId: 'h', charmId: 'c', userId: 'owner', amount: 1, ttlSeconds: 0 }, 'ttlSeconds'],
+      [
+        '/v1/organizations/acme/reservations',
+        { reservationId: 'h', charmId: 'c', userId: 'owner', amount: 1, ttlSeconds: 0 },
+        'ttlSeconds',
+      ],
       ['/v1/organizations/acme/members', { userId: 'bob', role: 'king' }, 'role'],
       ['/v1/organizations', { organizationId: 'o', name: '', ownerUserId: 'bob' }, 'name'],
       ['/v1/users', { userId: 'bob', name: 'a\u0007b' }, 'name'],
@@ -93,7 +169,10 @@ describe('bad input', () => {
       expect({ path, field, status: response.status }).toEqual({ path, field, status: 400 });
       expect(response.body.errors).toEqual([expect.objectContaining({ field })]);
     }
-    const threshold = await ledger.http.put('/v1/organizations/acme/low-balance-threshold').send({ threshold: 1.5 }).expect(400);
+    const threshold = await ledger.http
+      .put('/v1/organizations/acme/low-balance-threshold')
+      .send({ threshold: 1.5 })
+      .expect(400);
     expect(threshold.body.errors).toEqual([expect.objectContaining({ field: 'threshold' })]);
     expect(await positionOfStore()).toBe(before);
   });

@@ -12,8 +12,14 @@ describe('concurrent charges and a restart', () => {
   beforeAll(async () => {
     dataDir = newDataDir();
     ledger = await startLedger(dataDir);
-    await ledger.http.post('/v1/organizations').send({ organizationId: 'hot', name: 'Hot', ownerUserId: 'owner' }).expect(201);
-    await ledger.http.post('/v1/organizations/hot/grants').send({ grantId: 'g', amount: 100, source: 'purchase' }).expect(201);
+    await ledger.http
+      .post('/v1/organizations')
+      .send({ organizationId: 'hot', name: 'Hot', ownerUserId: 'owner' })
+      .expect(201);
+    await ledger.http
+      .post('/v1/organizations/hot/grants')
+      .send({ grantId: 'g', amount: 100, source: 'purchase' })
+      .expect(201);
   });
   afterAll(async () => {
     await ledger.close();
@@ -37,7 +43,9 @@ describe('concurrent charges and a restart', () => {
 
   it('charges exactly 100 distinct runs and keeps every acknowledged one across a restart', async () => {
     const acknowledged = new Map<string, number>();
-    const record = (responses: { status: number; body: { runId: string; replayed: boolean } }[]) => {
+    const record = (
+      responses: { status: number; body: { runId: string; replayed: boolean } }[],
+    ) => {
       for (const response of responses) {
         expect([200, 201, 402]).toContain(response.status);
         if (response.status === 201) {

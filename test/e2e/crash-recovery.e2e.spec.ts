@@ -21,7 +21,9 @@ describe('crash recovery', () => {
 
   const history = async (url: string, organizationId: string) => {
     const response = await fetch(`${url}/v1/organizations/${organizationId}/history?limit=1000`);
-    const body = (await response.json()) as { events: { type: string; data: Record<string, unknown> }[] };
+    const body = (await response.json()) as {
+      events: { type: string; data: Record<string, unknown> }[];
+    };
     return body.events;
   };
 
@@ -35,11 +37,38 @@ describe('crash recovery', () => {
   }
 
   it('finishes a transfer cut between its two writes, exactly once', async () => {
-    service = await startService({ LEDGER_DATA_DIR: dataDir, LEDGER_CRASH_AT: 'transfer:after-out' });
+    service = await startService({
+      LEDGER_DATA_DIR: dataDir,
+      LEDGER_CRASH_AT: 'transfer:after-out',
+    });
     const { url } = service;
-    expect((await postJson(`${url}/v1/organizations`, { organizationId: 'from', name: 'From', ownerUserId: 'u' })).status).toBe(201);
-    expect((await postJson(`${url}/v1/organizations`, { organizationId: 'to', name: 'To', ownerUserId: 'u' })).status).toBe(201);
-    expect((await postJson(`${url}/v1/organizations/from/grants`, { grantId: 'g', amount: 100, source: 'purchase' })).status).toBe(201);
+    expect(
+      (
+        await postJson(`${url}/v1/organizations`, {
+          organizationId: 'from',
+          name: 'From',
+          ownerUserId: 'u',
+        })
+      ).status,
+    ).toBe(201);
+    expect(
+      (
+        await postJson(`${url}/v1/organizations`, {
+          organizationId: 'to',
+          name: 'To',
+          ownerUserId: 'u',
+        })
+      ).status,
+    ).toBe(201);
+    expect(
+      (
+        await postJson(`${url}/v1/organizations/from/grants`, {
+          grantId: 'g',
+          amount: 100,
+          source: 'purchase',
+        })
+      ).status,
+    ).toBe(201);
 
     const transfer = { transferId: 't-1', toOrganizationId: 'to', amount: 30 };
     await expect(postJson(`${url}/v1/organizations/from/transfers`, transfer)).rejects.toThrow();
@@ -57,20 +86,29 @@ describe('crash recovery', () => {
     );
     const arrivals = received.filter((event) => event.type === 'CreditsTransferredIn');
     expect(arrivals).toHaveLength(1);
-    expect(arrivals[0].data).toMatchObject({ transferId: 't-1', fromOrganizationId: 'from', amount: 30 });
+    expect(arrivals[0].data).toMatchObject({
+      transferId: 't-1',
+      fromOrganizationId: 'from',
+      amount: 30,
+    });
 
     // The caller's retry is a replay and still arrives once.
     const retry = await postJson(`${service.url}/v1/organizations/from/transfers`, transfer);
     expect(retry.status).toBe(200);
     expect(retry.body.replayed).toBe(true);
-    const balance = await (await fetch(`${service.url}/v1/organizations/to/balance`)).json();
+    const balance = (await (await fetch(`${service.url}/v1/organizations/to/balance`)).json()) as {
+      available: number;
+    };
     expect(balance.available).toBe(30);
     const after = await history(service.url, 'to');
     expect(after.filter((event) => event.type === 'CreditsTransferredIn')).toHaveLength(1);
   });
 
   it('makes the personal organization of a sign-up cut after its first write', async () => {
-    service = await startService({ LEDGER_DATA_DIR: dataDir, LEDGER_CRASH_AT: 'sign-up:after-user' });
+    service = await startService({
+      LEDGER_DATA_DIR: dataDir,
+      LEDGER_CRASH_AT: 'sign-up:after-user',
+    });
     await expect(postJson(`${service.url}/v1/users`, { userId: 'dora' })).rejects.toThrow();
     await service.exited;
 
@@ -85,11 +123,25 @@ describe('crash recovery', () => {
   it('keeps every acknowledged charge when killed under load', async () => {
     service = await startService({ LEDGER_DATA_DIR: dataDir });
     const { url } = service;
-    await postJson(`${url}/v1/organizations`, { organizationId: 'busy', name: 'Busy', ownerUserId: 'u' });
-    await postJson(`${url}/v1/organizations/busy/grants`, { grantId: 'g', amount: 1_000_000, source: 'plan' });
+    await postJson(`${url}/v1/organizations`, {
+      organizationId: 'busy',
+      name: 'Busy',
+      ownerUserId: 'u',
+    });
+    await postJson(`${url}/v1/organizations/busy/grants`, {
+      grantId: 'g',
+      amount: 1_000_000,
+      source: 'plan',
+    });
     const acknowledged: string[] = [];
     const load = Array.from({ length: 400 }, (_, i) =>
-      postJson(`${url}/v1/charm-runs`, { runId: `r-${i}`, charmId: 'c', userId: 'u', amount: 1, organizationId: 'busy' })
+      postJson(`${url}/v1/charm-runs`, {
+        runId: `r-${i}`,
+        charmId: 'c',
+        userId: 'u',
+        amount: 1,
+        organizationId: 'busy',
+      })
         .then((response) => {
           if (response.status === 201) acknowledged.push(`r-${i}`);
         })

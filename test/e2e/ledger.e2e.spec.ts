@@ -345,14 +345,12 @@ describe('credit ledger over HTTP', () => {
 
   it('moves a removed member whose active organization it was back to their personal one', async () => {
     const organizations = async () => {
-      const charge = await http
-        .post('/v1/charm-runs')
-        .send({
-          runId: `probe-${Math.random().toString(36).slice(2)}`,
-          charmId: 'c',
-          userId: 'bob',
-          amount: 1,
-        });
+      const charge = await http.post('/v1/charm-runs').send({
+        runId: `probe-${Math.random().toString(36).slice(2)}`,
+        charmId: 'c',
+        userId: 'bob',
+        amount: 1,
+      });
       return charge.body;
     };
     // bob works in acme (switched above); once removed, his runs go to his personal org.
