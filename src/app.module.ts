@@ -7,6 +7,7 @@ import { UsersController } from './api/http/users.controller';
 import { LEDGER_CONFIG, type LedgerConfig } from './config/config';
 import { EventStoreModule } from './event-store/event-store.module';
 import { loggerModule } from './logging/logging.module';
+import { MetricsModule } from './metrics/metrics';
 import { WriteModule } from './write/write.module';
 
 @Global()
@@ -32,6 +33,7 @@ export class AppModule {
         loggerModule(config),
         EventStoreModule,
         HealthModule.forRoot(),
+        MetricsModule,
         WriteModule,
       ],
       controllers: [UsersController, OrganizationsController, CreditsController, BalanceController],

@@ -56,6 +56,14 @@ export interface WriterOptions {
   snapshotEvery: number;
   /** Called for failures nobody is waiting on (a snapshot that could not be saved). */
   onBackgroundError?: (error: unknown) => void;
+  observer?: WriterObserver;
+}
+
+/** What the pipeline reports, for metrics. */
+export interface WriterObserver {
+  decided(outcome: 'written' | 'replayed' | 'rejected' | 'failed', count: number): void;
+  appended(commands: number, seconds: number): void;
+  conflicted(): void;
 }
 
 /** Stream revisions may move under us when another process writes: redo the batch this often. */
@@ -129,15 +137,18 @@ export class AggregateWriter<State, Command, Event extends DomainEvent> {
         batch.forEach((pending) => pending.reject(storeUnavailable(error)));
         return;
       }
-      const { state, events, settled } = this.decideBatch(loaded.state, batch);
+      const { state, events, settled, counts } = this.decideBatch(loaded.state, batch);
       if (events.length === 0) {
         settled.forEach((settle) => settle(loaded.position));
+        this.report(counts);
         return;
       }
       const streamId = this.type.streamId(id);
       const expected = loaded.revision === NO_REVISION ? 'no_stream' : loaded.revision;
       try {
+        const started = performance.now();
         const written = await this.store.appendToStream(streamId, events, expected);
+        this.options.observer?.appended(counts.written, (performance.now() - started) / 1000);
         const next: Loaded<State> = {
           state,
           revision: written.nextExpectedRevision,
@@ -146,18 +157,32 @@ export class AggregateWriter<State, Command, Event extends DomainEvent> {
         };
         this.cache.set(id, next);
         settled.forEach((settle) => settle(written.position));
+        this.report(counts);
         this.maybeSnapshot(streamId, next);
         return;
       } catch (error) {
         this.cache.delete(id);
-        if (error instanceof WrongExpectedRevisionError) continue;
+        if (error instanceof WrongExpectedRevisionError) {
+          this.options.observer?.conflicted();
+          continue;
+        }
         batch.forEach((pending) => pending.reject(storeUnavailable(error)));
+        this.options.observer?.decided('failed', batch.length);
         return;
       }
     }
     batch.forEach((pending) =>
       pending.reject(unavailable(`${this.type.name} ${id} is being written by others; retry`)),
     );
+    this.options.observer?.decided('failed', batch.length);
+  }
+
+  private report(counts: Record<'written' | 'replayed' | 'rejected', number>) {
+    const observer = this.options.observer;
+    if (!observer) return;
+    for (const outcome of ['written', 'replayed', 'rejected'] as const) {
+      if (counts[outcome] > 0) observer.decided(outcome, counts[outcome]);
+    }
   }
 
   /** Decides each command on the state left by the ones before it. */
@@ -166,6 +191,7 @@ export class AggregateWriter<State, Command, Event extends DomainEvent> {
     let state = initial;
     const events: NewEvent[] = [];
     const settled: ((position: bigint) => void)[] = [];
+    const counts = { written: 0, replayed: 0, rejected: 0 };
     for (const pending of batch) {
       try {
         const decided = this.type.decide(pending.command, state, now);
@@ -179,11 +205,13 @@ export class AggregateWriter<State, Command, Event extends DomainEvent> {
         state = next;
         events.push(...decided.map((event) => toNewEvent(event, pending.context)));
         settled.push((position) => pending.resolve({ answer, position }));
+        counts[decided.length === 0 ? 'replayed' : 'written']++;
       } catch (error) {
         settled.push(() => pending.reject(error));
+        counts.rejected++;
       }
     }
-    return { state, events, settled };
+    return { state, events, settled, counts };
   }
 
   private async load(id: string): Promise<Loaded<State>> {

@@ -23,7 +23,8 @@ import type { UserEvent } from '../ledger/user/events';
 import { evolveUser } from '../ledger/user/evolve';
 import { initialUserState, type UserState } from '../ledger/user/state';
 import type { AggregateType } from './aggregate';
-import { AggregateWriter } from './aggregate-writer';
+import { LedgerMetrics } from '../metrics/metrics';
+import { AggregateWriter, type WriterObserver } from './aggregate-writer';
 import { Clock } from './clock';
 
 export const organizationAggregate: AggregateType<
@@ -63,12 +64,14 @@ export class OrganizationWriter extends AggregateWriter<
     @Inject(SNAPSHOT_STORE) snapshots: SnapshotStore,
     clock: Clock,
     @Inject(LEDGER_CONFIG) config: LedgerConfig,
+    metrics: LedgerMetrics,
   ) {
     const logger = new Logger(OrganizationWriter.name);
     super(organizationAggregate, store, snapshots, clock, {
       cacheSize: config.cacheSize,
       snapshotEvery: config.snapshotEvery,
       onBackgroundError: (error) => logger.warn(`snapshot not saved: ${String(error)}`),
+      observer: observe(metrics, 'organization'),
     });
   }
 }
@@ -79,10 +82,23 @@ export class UserWriter extends AggregateWriter<UserState, UserCommand, UserEven
     @Inject(EVENT_STORE) store: EventStore,
     clock: Clock,
     @Inject(LEDGER_CONFIG) config: LedgerConfig,
+    metrics: LedgerMetrics,
   ) {
     super(userAggregate, store, undefined, clock, {
       cacheSize: config.cacheSize,
       snapshotEvery: config.snapshotEvery,
+      observer: observe(metrics, 'user'),
     });
   }
+}
+
+function observe(metrics: LedgerMetrics, aggregate: string): WriterObserver {
+  return {
+    decided: (outcome, count) => metrics.commands.inc({ aggregate, outcome }, count),
+    appended: (commands, seconds) => {
+      metrics.batchSize.observe({ aggregate }, commands);
+      metrics.appendSeconds.observe({ aggregate }, seconds);
+    },
+    conflicted: () => metrics.conflicts.inc({ aggregate }),
+  };
 }

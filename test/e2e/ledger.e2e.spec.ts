@@ -423,6 +423,21 @@ describe('credit ledger over HTTP', () => {
     await http.get('/v1/organizations/nobody/balance').expect(404);
   });
 
+  it('counts commands and group-commit batches in /metrics', async () => {
+    const metrics = await http.get('/metrics').expect(200);
+    expect(metrics.headers['content-type']).toContain('text/plain');
+    const count = (outcome: string) =>
+      Number(
+        new RegExp(
+          `ledger_commands_total\\{aggregate="organization",outcome="${outcome}"\\} (\\d+)`,
+        ).exec(metrics.text)?.[1],
+      );
+    expect(count('written')).toBeGreaterThan(20);
+    expect(count('replayed')).toBeGreaterThan(3);
+    expect(count('rejected')).toBeGreaterThan(3);
+    expect(metrics.text).toContain('ledger_batch_commands_bucket');
+  });
+
   it('serves /health and the OpenAPI document', async () => {
     const health = await http.get('/health').expect(200);
     expect(health.body.checks.eventStore.status).toBe('up');

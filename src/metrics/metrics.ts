@@ -1,0 +1,59 @@
+import { Controller, Get, Header, Global, Injectable, Module } from '@nestjs/common';
+import { ApiExcludeController } from '@nestjs/swagger';
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** The ledger's Prometheus metrics, in a registry of its own (tests start many apps). */
+@Injectable()
+export class LedgerMetrics {
+  readonly registry = new Registry();
+
+  readonly commands = new Counter({
+    name: 'ledger_commands_total',
+    help: 'Commands decided, by aggregate and outcome (written, replayed, rejected, failed)',
+    labelNames: ['aggregate', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
+  readonly batchSize = new Histogram({
+    name: 'ledger_batch_commands',
+    help: 'Commands appended together in one write (group commit)',
+    labelNames: ['aggregate'] as const,
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512],
+    registers: [this.registry],
+  });
+
+  readonly appendSeconds = new Histogram({
+    name: 'ledger_append_seconds',
+    help: 'Time to make one batch durable in the event store',
+    labelNames: ['aggregate'] as const,
+    buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1],
+    registers: [this.registry],
+  });
+
+  readonly conflicts = new Counter({
+    name: 'ledger_append_conflicts_total',
+    help: 'Batches redone because another writer moved the stream',
+    labelNames: ['aggregate'] as const,
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry });
+  }
+}
+
+@ApiExcludeController()
+@Controller('metrics')
+export class MetricsController {
+  constructor(private readonly metrics: LedgerMetrics) {}
+
+  @Get()
+  @Header('content-type', 'text/plain; version=0.0.4; charset=utf-8')
+  scrape(): Promise<string> {
+    return this.metrics.registry.metrics();
+  }
+}
+
+@Global()
+@Module({ providers: [LedgerMetrics], controllers: [MetricsController], exports: [LedgerMetrics] })
+export class MetricsModule {}
