@@ -482,10 +482,14 @@ function toLimit(maxCount: number | undefined): number {
   return maxCount;
 }
 
+/**
+ * By code, not `instanceof SqliteError`: the native addon throws the SqliteError class of
+ * whichever copy of better-sqlite3 registered last (Jest loads one copy per test file).
+ */
 function isUniqueViolation(error: unknown, column: string): boolean {
+  if (typeof error !== 'object' || error === null) return false;
+  const { code, message } = error as { code?: unknown; message?: unknown };
   return (
-    error instanceof Database.SqliteError &&
-    error.code === 'SQLITE_CONSTRAINT_UNIQUE' &&
-    error.message.includes(column)
+    code === 'SQLITE_CONSTRAINT_UNIQUE' && typeof message === 'string' && message.includes(column)
   );
 }

@@ -1,0 +1,548 @@
+import { randomUUID } from 'node:crypto';
+import { setTimeout as delay, setImmediate as nextTurn } from 'node:timers/promises';
+import {
+  type EventStore,
+  type NewEvent,
+  NO_REVISION,
+  type RecordedEvent,
+  type SnapshotStore,
+  type SubscribeOptions,
+  type Subscription,
+  WrongExpectedRevisionError,
+} from '../../src/event-store/event-store';
+
+/**
+ * The behaviour every event-store adapter must have. Each test works in its own stream-name
+ * namespace and compares against what it wrote, so the suite also runs against a store shared
+ * with other tests (a PostgreSQL database, an EventStoreDB node).
+ */
+export type ContractStore = EventStore & Partial<SnapshotStore>;
+
+export function newEvent(type = 'CreditsGranted', data: unknown = { amount: 1 }): NewEvent {
+  const eventId = randomUUID();
+  return {
+    eventId,
+    type,
+    data,
+    metadata: {
+      eventId,
+      occurredAt: new Date().toISOString(),
+      actor: { kind: 'service', id: 'contract-test' },
+      correlationId: eventId,
+      causationId: eventId,
+    },
+  };
+}
+
+export function newEvents(count: number, type = 'CreditsGranted'): NewEvent[] {
+  return Array.from({ length: count }, (_, index) => newEvent(type, { index }));
+}
+
+/** Polls until `condition` holds, failing with `what` after `timeoutMs`. */
+export async function waitFor(
+  condition: () => boolean,
+  what: string,
+  timeoutMs = 10_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await delay(5);
+  }
+}
+
+async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise;
+  } catch (error) {
+    return error;
+  }
+  throw new Error('expected the promise to reject, but it resolved');
+}
+
+export function describeEventStoreContract(
+  name: string,
+  makeStore: () => Promise<ContractStore>,
+  cleanup: (store: ContractStore) => Promise<void> = (store) => store.close(),
+): void {
+  describe(`${name}: event store contract`, () => {
+    let store: ContractStore;
+    /** Prefix of every stream this test writes. */
+    let ns: string;
+    let subscriptions: Subscription[];
+
+    beforeEach(async () => {
+      store = await makeStore();
+      ns = `contract${randomUUID().replaceAll('-', '').slice(0, 12)}-`;
+      subscriptions = [];
+    });
+
+    afterEach(async () => {
+      await Promise.all(subscriptions.map((subscription) => subscription.stop()));
+      await cleanup(store);
+    });
+
+    const append = (stream: string, events: NewEvent[], expected: 'no_stream' | 'any' | bigint) =>
+      store.appendToStream(ns + stream, events, expected);
+
+    const mine = (event: RecordedEvent) => event.streamId.startsWith(ns);
+
+    /** Everything this test wrote after `fromPosition`, in global order. */
+    const readMine = async (fromPosition = 0n) =>
+      (await store.readAll({ fromPosition })).filter(mine);
+
+    const subscribe = (
+      handler: (event: RecordedEvent) => void | Promise<void>,
+      options: SubscribeOptions = {},
+    ) => {
+      const subscription = store.subscribeToAll(handler, options);
+      subscriptions.push(subscription);
+      return subscription;
+    };
+
+    describe('appendToStream', () => {
+      it('creates a stream with no_stream; a second no_stream append conflicts with the actual revision', async () => {
+        const first = await append('org', newEvents(1), 'no_stream');
+        expect(first.nextExpectedRevision).toBe(0n);
+
+        const error = await rejectionOf(append('org', newEvents(1), 'no_stream'));
+        expect(error).toBeInstanceOf(WrongExpectedRevisionError);
+        expect(error).toMatchObject({ streamId: ns + 'org', expected: 'no_stream', actual: 0n });
+        expect(await store.readStream(ns + 'org')).toHaveLength(1);
+      });
+
+      it('rejects a wrong expected revision with the actual revision, writing nothing', async () => {
+        await append('org', newEvents(3), 'no_stream');
+        const headBefore = await store.headPosition();
+
+        const error = await rejectionOf(append('org', newEvents(2), 1n));
+        expect(error).toBeInstanceOf(WrongExpectedRevisionError);
+        expect(error).toMatchObject({ streamId: ns + 'org', expected: 1n, actual: 2n });
+
+        expect(await store.readStream(ns + 'org')).toHaveLength(3);
+        expect(await store.headPosition()).toBe(headBefore);
+      });
+
+      it('an expected revision on a missing stream conflicts with NO_REVISION', async () => {
+        const error = await rejectionOf(append('missing', newEvents(1), 0n));
+        expect(error).toBeInstanceOf(WrongExpectedRevisionError);
+        expect((error as WrongExpectedRevisionError).actual).toBe(NO_REVISION);
+        expect(await store.readStream(ns + 'missing')).toEqual([]);
+      });
+
+      it('appends after the correct expected revision and reports revision and position', async () => {
+        const first = await append('org', newEvents(2), 'no_stream');
+        expect(first.nextExpectedRevision).toBe(1n);
+
+        const second = await append('org', newEvents(3), first.nextExpectedRevision);
+        expect(second.nextExpectedRevision).toBe(4n);
+        expect(second.position > first.position).toBe(true);
+
+        const events = await store.readStream(ns + 'org');
+        expect(events.map((event) => event.revision)).toEqual([0n, 1n, 2n, 3n, 4n]);
+        expect(events[1].position).toBe(first.position);
+        expect(events[4].position).toBe(second.position);
+      });
+
+      it("'any' appends to a new and to an existing stream", async () => {
+        expect((await append('org', newEvents(1), 'any')).nextExpectedRevision).toBe(0n);
+        expect((await append('org', newEvents(2), 'any')).nextExpectedRevision).toBe(2n);
+        expect(await store.readStream(ns + 'org')).toHaveLength(3);
+      });
+
+      it('appending no events checks the expectation and writes nothing', async () => {
+        const onMissing = await append('org', [], 'no_stream');
+        expect(onMissing.nextExpectedRevision).toBe(NO_REVISION);
+        expect(await store.readStream(ns + 'org')).toEqual([]);
+
+        const written = await append('org', newEvents(2), 'no_stream');
+        const headBefore = await store.headPosition();
+        const onExisting = await append('org', [], 1n);
+        expect(onExisting.nextExpectedRevision).toBe(1n);
+        expect(typeof onExisting.position).toBe('bigint');
+        expect(onExisting.position >= written.position).toBe(true);
+        expect(onExisting.position <= (await store.headPosition())).toBe(true);
+
+        const error = await rejectionOf(append('org', [], 5n));
+        expect(error).toMatchObject({ name: 'WrongExpectedRevisionError', actual: 1n });
+        expect(await rejectionOf(append('org', [], 'no_stream'))).toBeInstanceOf(
+          WrongExpectedRevisionError,
+        );
+        expect(await store.readStream(ns + 'org')).toHaveLength(2);
+        expect(await store.headPosition()).toBe(headBefore);
+      });
+
+      it('rejects a duplicate eventId and writes nothing of that append', async () => {
+        const original = newEvent();
+        await append('first', [original], 'no_stream');
+        const headBefore = await store.headPosition();
+
+        const innocent = newEvent();
+        const copy: NewEvent = { ...newEvent(), eventId: original.eventId };
+        const error = await rejectionOf(append('second', [innocent, copy], 'no_stream'));
+        expect(error).toBeInstanceOf(Error);
+        expect(error).not.toBeInstanceOf(WrongExpectedRevisionError);
+
+        const twice = newEvent();
+        const sameBatch = await rejectionOf(append('third', [twice, twice], 'no_stream'));
+        expect(sameBatch).toBeInstanceOf(Error);
+        expect(sameBatch).not.toBeInstanceOf(WrongExpectedRevisionError);
+
+        expect(await store.readStream(ns + 'second')).toEqual([]);
+        expect(await store.readStream(ns + 'third')).toEqual([]);
+        expect(await store.headPosition()).toBe(headBefore);
+        const all = await readMine();
+        expect(all.map((event) => event.eventId)).toEqual([original.eventId]);
+        // The failed appends left no stream behind: no_stream still holds.
+        expect((await append('second', [innocent], 'no_stream')).nextExpectedRevision).toBe(0n);
+      });
+    });
+
+    describe('readStream', () => {
+      let written: NewEvent[];
+      beforeEach(async () => {
+        written = [newEvent('OrganizationCreated', { name: 'Acme', nested: { list: [1, 'x'] } })];
+        written.push(...newEvents(4, 'CreditsGranted'));
+        await append('org', written.slice(0, 2), 'no_stream');
+        await append('other', newEvents(2), 'no_stream');
+        await append('org', written.slice(2), 1n);
+      });
+
+      it('reads forwards everything that was appended, as it was appended', async () => {
+        const events = await store.readStream(ns + 'org');
+        expect(events.map((event) => event.revision)).toEqual([0n, 1n, 2n, 3n, 4n]);
+        events.forEach((event, index) => {
+          expect(event).toMatchObject({
+            eventId: written[index].eventId,
+            type: written[index].type,
+            streamId: ns + 'org',
+            data: written[index].data,
+            metadata: written[index].metadata,
+          });
+          expect(typeof event.position).toBe('bigint');
+        });
+        for (let i = 1; i < events.length; i += 1) {
+          expect(events[i].position > events[i - 1].position).toBe(true);
+        }
+      });
+
+      it('reads backwards from the last event', async () => {
+        const events = await store.readStream(ns + 'org', { direction: 'backwards' });
+        expect(events.map((event) => event.revision)).toEqual([4n, 3n, 2n, 1n, 0n]);
+        expect(events.map((event) => event.eventId)).toEqual(
+          [...written].reverse().map((event) => event.eventId),
+        );
+      });
+
+      it('reads from a revision, inclusive, in both directions', async () => {
+        const forwards = await store.readStream(ns + 'org', { fromRevision: 2n });
+        expect(forwards.map((event) => event.revision)).toEqual([2n, 3n, 4n]);
+        const backwards = await store.readStream(ns + 'org', {
+          direction: 'backwards',
+          fromRevision: 2n,
+        });
+        expect(backwards.map((event) => event.revision)).toEqual([2n, 1n, 0n]);
+      });
+
+      it('reads at most maxCount events', async () => {
+        const forwards = await store.readStream(ns + 'org', { fromRevision: 1n, maxCount: 2 });
+        expect(forwards.map((event) => event.revision)).toEqual([1n, 2n]);
+        const last = await store.readStream(ns + 'org', { direction: 'backwards', maxCount: 1 });
+        expect(last.map((event) => event.revision)).toEqual([4n]);
+      });
+
+      it('reads nothing past the end, and nothing of a missing stream', async () => {
+        expect(await store.readStream(ns + 'org', { fromRevision: 5n })).toEqual([]);
+        expect(await store.readStream(ns + 'nobody')).toEqual([]);
+        expect(await store.readStream(ns + 'nobody', { direction: 'backwards' })).toEqual([]);
+      });
+    });
+
+    describe('readAll and positions', () => {
+      it('reads all streams in global (append) order with strictly increasing bigint positions', async () => {
+        const start = await store.headPosition();
+        const order: string[] = [];
+        const results: bigint[] = [];
+        for (let i = 0; i < 6; i += 1) {
+          const batch = newEvents(1 + (i % 3));
+          const stream = ['a', 'b', 'c'][i % 3];
+          results.push((await append(stream, batch, 'any')).position);
+          order.push(...batch.map((event) => event.eventId));
+        }
+
+        const events = await readMine(start);
+        expect(events.map((event) => event.eventId)).toEqual(order);
+        for (const event of events) expect(typeof event.position).toBe('bigint');
+        for (let i = 1; i < events.length; i += 1) {
+          expect(events[i].position > events[i - 1].position).toBe(true);
+        }
+        // Each append reports exactly the position of its last event.
+        const lastOfEachAppend = [1, 3, 6, 7, 9, 12].map((count) => events[count - 1].position);
+        expect(results).toEqual(lastOfEachAppend);
+        expect(await store.headPosition()).toBe(results[results.length - 1]);
+      });
+
+      it('reads strictly after fromPosition, and at most maxCount', async () => {
+        await append('a', newEvents(5), 'no_stream');
+        const all = await readMine();
+        const from = all[1].position;
+
+        const after = await store.readAll({ fromPosition: from });
+        expect(after.filter(mine).map((event) => event.position)).toEqual(
+          all.slice(2).map((event) => event.position),
+        );
+        const page = await store.readAll({ fromPosition: from, maxCount: 2 });
+        expect(page.map((event) => event.position)).toEqual(
+          all.slice(2, 4).map((event) => event.position),
+        );
+        expect(await store.readAll({ fromPosition: await store.headPosition() })).toEqual([]);
+      });
+    });
+
+    describe('subscribeToAll', () => {
+      it('resumes strictly after a checkpoint, then delivers live events', async () => {
+        await append('org', newEvents(5), 'no_stream');
+        const history = await readMine();
+        const checkpoint = history[2].position;
+
+        const received: bigint[] = [];
+        subscribe((event) => void received.push(event.position), {
+          fromPosition: checkpoint,
+          streamPrefixes: [ns],
+        });
+        await waitFor(() => received.length === 2, 'the events after the checkpoint');
+        await append('org', newEvents(2), 4n);
+
+        const expected = (await readMine(checkpoint)).map((event) => event.position);
+        expect(expected).toHaveLength(4);
+        await waitFor(() => received.length >= 4, 'the live events');
+        await delay(50);
+        expect(received).toEqual(expected);
+      });
+
+      it('calls onCaughtUp once, after the history and before live events', async () => {
+        const start = await store.headPosition();
+        await append('org', newEvents(3), 'no_stream');
+        const seen: string[] = [];
+        subscribe((event) => void seen.push(`event ${event.revision}`), {
+          fromPosition: start,
+          streamPrefixes: [ns],
+          onCaughtUp: () => void seen.push('caught up'),
+        });
+        await waitFor(() => seen.includes('caught up'), 'onCaughtUp');
+        await append('org', newEvents(1), 2n);
+        await waitFor(() => seen.length === 5, 'the live event');
+        await delay(50);
+        expect(seen).toEqual(['event 0', 'event 1', 'event 2', 'caught up', 'event 3']);
+      });
+
+      it('catches up and goes live with no gap and no repeat at the seam', async () => {
+        const start = await store.headPosition();
+        for (let i = 0; i < 6; i += 1) await append(`s${i % 3}`, newEvents(50), 'any');
+
+        const received: bigint[] = [];
+        let caughtUp = 0;
+        subscribe(
+          async (event) => {
+            if (mine(event)) received.push(event.position);
+            // Slow enough that the writer below appends while the history is being read.
+            await nextTurn();
+          },
+          { fromPosition: start, onCaughtUp: () => void (caughtUp += 1) },
+        );
+        for (let i = 0; i < 60; i += 1) {
+          await append(`s${i % 3}`, newEvents(5), 'any');
+          await nextTurn();
+        }
+        await waitFor(() => caughtUp === 1, 'onCaughtUp');
+        for (let i = 0; i < 20; i += 1) {
+          await append(`s${i % 3}`, newEvents(1 + (i % 4)), 'any');
+          if (i % 5 === 0) await delay(1);
+        }
+
+        const expected = (await readMine(start)).map((event) => event.position);
+        expect(expected).toHaveLength(300 + 300 + 50);
+        await waitFor(() => received.length >= expected.length, 'every event');
+        await delay(50);
+        expect(received).toEqual(expected);
+        expect(caughtUp).toBe(1);
+      });
+
+      it('never runs the handler concurrently', async () => {
+        await append('org', newEvents(20), 'no_stream');
+        let active = 0;
+        let mostActive = 0;
+        let handled = 0;
+        subscribe(
+          async () => {
+            active += 1;
+            mostActive = Math.max(mostActive, active);
+            await delay(handled % 3);
+            active -= 1;
+            handled += 1;
+          },
+          { streamPrefixes: [ns] },
+        );
+        let revision = 19n;
+        for (let i = 0; i < 10; i += 1) {
+          revision = (await append('org', newEvents(3), revision)).nextExpectedRevision;
+          await delay(1);
+        }
+        await waitFor(() => handled === 50, 'every event');
+        expect(mostActive).toBe(1);
+      });
+
+      it('delivers only the streams with the given prefixes', async () => {
+        const start = await store.headPosition();
+        await append('alpha-1', newEvents(2), 'no_stream');
+        await append('beta-1', newEvents(2), 'no_stream');
+        await append('alpha-2', newEvents(1), 'no_stream');
+        await append('gamma-1', newEvents(1), 'no_stream');
+
+        const received: RecordedEvent[] = [];
+        subscribe((event) => void received.push(event), {
+          fromPosition: start,
+          streamPrefixes: [ns + 'alpha-', ns + 'gamma-'],
+        });
+        await waitFor(() => received.length === 4, 'the history of alpha and gamma');
+        await append('beta-1', newEvents(3), 1n);
+        await append('alpha-1', newEvents(1), 1n);
+        await waitFor(() => received.length >= 5, 'the live alpha event');
+        await delay(50);
+
+        const expected = (await readMine(start)).filter(
+          (event) =>
+            event.streamId.startsWith(ns + 'alpha-') || event.streamId.startsWith(ns + 'gamma-'),
+        );
+        expect(received.map((event) => event.position)).toEqual(
+          expected.map((event) => event.position),
+        );
+        expect(received.map((event) => event.streamId)).toEqual([
+          ns + 'alpha-1',
+          ns + 'alpha-1',
+          ns + 'alpha-2',
+          ns + 'gamma-1',
+          ns + 'alpha-1',
+        ]);
+      });
+
+      it('stop() waits for the handler in progress, and nothing is delivered after it', async () => {
+        await append('org', newEvents(2), 'no_stream');
+        let release!: () => void;
+        const gate = new Promise<void>((resolve) => (release = resolve));
+        const received: bigint[] = [];
+        let finished = 0;
+        const subscription = subscribe(
+          async (event) => {
+            received.push(event.revision);
+            await gate;
+            finished += 1;
+          },
+          { streamPrefixes: [ns] },
+        );
+        await waitFor(() => received.length === 1, 'the first event');
+
+        let stopped = false;
+        const stopping = subscription.stop().then(() => (stopped = true));
+        await delay(30);
+        expect(stopped).toBe(false);
+        release();
+        await stopping;
+        expect(finished).toBe(1);
+
+        await append('org', newEvents(1), 1n);
+        await delay(100);
+        expect(received).toEqual([0n]);
+        await subscription.stop();
+      });
+
+      it('stop() called from inside the handler ends delivery without deadlock', async () => {
+        await append('org', newEvents(3), 'no_stream');
+        const received: bigint[] = [];
+        let stopReturned = false;
+        const subscription: Subscription = subscribe(
+          async (event) => {
+            received.push(event.revision);
+            await subscription.stop();
+            stopReturned = true;
+          },
+          { streamPrefixes: [ns] },
+        );
+        await waitFor(() => stopReturned, 'stop() inside the handler to return');
+        await subscription.stop();
+        await delay(50);
+        expect(received).toEqual([0n]);
+      });
+
+      it('reports a failing handler through onError, stops, and skips nothing', async () => {
+        await append('org', newEvents(3), 'no_stream');
+        const boom = new Error('projection failed');
+        const received: bigint[] = [];
+        const errors: unknown[] = [];
+        subscribe(
+          (event) => {
+            received.push(event.revision);
+            if (event.revision === 1n) throw boom;
+          },
+          { streamPrefixes: [ns], onError: (error) => errors.push(error) },
+        );
+        await waitFor(() => errors.length === 1, 'onError');
+        expect(errors[0]).toBe(boom);
+        await append('org', newEvents(1), 2n);
+        await delay(100);
+        expect(received).toEqual([0n, 1n]);
+
+        // A new subscription from the last checkpoint gets the failed event again.
+        const checkpoint = (await store.readStream(ns + 'org'))[0].position;
+        const retried: bigint[] = [];
+        subscribe((event) => void retried.push(event.revision), {
+          fromPosition: checkpoint,
+          streamPrefixes: [ns],
+        });
+        await waitFor(() => retried.length === 3, 'the redelivery');
+        expect(retried).toEqual([1n, 2n, 3n]);
+      });
+    });
+
+    it('reads and delivers 10,000 events appended in batches, once each and in order', async () => {
+      const start = await store.headPosition();
+      const streams = 10;
+      const revisions = new Array<bigint | 'no_stream'>(streams).fill('no_stream');
+      for (let batch = 0; batch < 100; batch += 1) {
+        const stream = batch % streams;
+        const result = await append(`bulk-${stream}`, newEvents(100), revisions[stream]);
+        revisions[stream] = result.nextExpectedRevision;
+      }
+      expect(revisions).toEqual(new Array(streams).fill(999n));
+
+      // Read in pages, as a rebuild would.
+      const read: RecordedEvent[] = [];
+      let from = start;
+      // Bounded, so that a store that repeats events fails here instead of looping forever.
+      for (let pages = 0; pages < 100; pages += 1) {
+        const page = await store.readAll({ fromPosition: from, maxCount: 1000 });
+        if (page.length === 0) break;
+        read.push(...page.filter(mine));
+        from = page[page.length - 1].position;
+      }
+      expect(read).toHaveLength(10_000);
+      for (let i = 1; i < read.length; i += 1) {
+        expect(read[i].position > read[i - 1].position).toBe(true);
+      }
+      const oneStream = await store.readStream(ns + 'bulk-3');
+      expect(oneStream.map((event) => event.revision)).toEqual(
+        Array.from({ length: 1000 }, (_, index) => BigInt(index)),
+      );
+
+      const delivered: bigint[] = [];
+      let caughtUp = 0;
+      subscribe((event) => void (mine(event) && delivered.push(event.position)), {
+        fromPosition: start,
+        onCaughtUp: () => void (caughtUp += 1),
+      });
+      await waitFor(() => caughtUp === 1, 'the catch-up of 10,000 events', 60_000);
+      expect(delivered).toEqual(read.map((event) => event.position));
+      expect(new Set(delivered).size).toBe(10_000);
+    }, 120_000);
+  });
+}

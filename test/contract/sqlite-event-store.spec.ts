@@ -1,0 +1,294 @@
+import { randomUUID } from 'node:crypto';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { Worker } from 'node:worker_threads';
+import { transformFileSync } from '@swc/core';
+import Database from 'better-sqlite3';
+import {
+  DuplicateEventIdError,
+  type RecordedEvent,
+  WrongExpectedRevisionError,
+} from '../../src/event-store/event-store';
+import { SqliteEventStore } from '../../src/event-store/sqlite/sqlite-event-store';
+import { describeEventStoreContract, newEvent, newEvents, waitFor } from './event-store.contract';
+
+let dir: string;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'ledger-sqlite-'));
+});
+
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const newFile = () => join(dir, `${randomUUID()}.sqlite`);
+
+describeEventStoreContract('SqliteEventStore (file)', async () => new SqliteEventStore(newFile()));
+describeEventStoreContract(
+  'SqliteEventStore (:memory:)',
+  async () => new SqliteEventStore(':memory:'),
+);
+
+describe('SqliteEventStore', () => {
+  const opened: SqliteEventStore[] = [];
+  const open = (file: string, options?: ConstructorParameters<typeof SqliteEventStore>[1]) => {
+    const store = new SqliteEventStore(file, options);
+    opened.push(store);
+    return store;
+  };
+
+  afterEach(async () => {
+    await Promise.all(opened.splice(0).map((store) => store.close()));
+  });
+
+  it('creates a missing folder and opens in WAL mode with synchronous=FULL', () => {
+    const store = open(join(dir, randomUUID(), 'nested', 'events.sqlite'));
+    expect(store.pragmas()).toEqual({ journalMode: 'wal', synchronous: 2, foreignKeys: true });
+  });
+
+  it('records its schema version, and refuses a file from a newer build', async () => {
+    const file = newFile();
+    await open(file).close();
+    const raw = new Database(file);
+    expect(raw.pragma('user_version', { simple: true })).toBe(1);
+    raw.pragma('user_version = 99');
+    raw.close();
+    expect(() => open(file)).toThrow(/schema version 99/);
+  });
+
+  it('keeps every event across close and reopen', async () => {
+    const file = newFile();
+    const first = open(file);
+    const written = newEvents(3);
+    const appended = await first.appendToStream('organization-acme', written, 'no_stream');
+    await first.close();
+
+    const reopened = open(file);
+    const events = await reopened.readStream('organization-acme');
+    expect(events.map((event) => event.eventId)).toEqual(written.map((event) => event.eventId));
+    expect(events.map((event) => event.data)).toEqual(written.map((event) => event.data));
+    expect(await reopened.headPosition()).toBe(appended.position);
+
+    const next = await reopened.appendToStream('organization-acme', newEvents(1), 2n);
+    expect(next).toEqual({ nextExpectedRevision: 3n, position: appended.position + 1n });
+  });
+
+  it('numbers positions 1..N without gaps, even after rejected appends', async () => {
+    const store = open(newFile());
+    const taken = newEvent();
+    await store.appendToStream('organization-a', [taken], 'no_stream');
+    await expect(
+      store.appendToStream('organization-b', [newEvent(), taken], 'no_stream'),
+    ).rejects.toThrow(DuplicateEventIdError);
+    await expect(store.appendToStream('organization-a', newEvents(2), 5n)).rejects.toThrow(
+      WrongExpectedRevisionError,
+    );
+    await store.appendToStream('organization-b', newEvents(2), 'no_stream');
+
+    const positions = (await store.readAll()).map((event) => event.position);
+    expect(positions).toEqual([1n, 2n, 3n]);
+  });
+
+  it('names the duplicate event id', async () => {
+    const store = open(newFile());
+    const taken = newEvent();
+    await store.appendToStream('organization-a', [taken], 'no_stream');
+    const error: unknown = await store
+      .appendToStream('organization-a', [taken], 0n)
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(DuplicateEventIdError);
+    expect(error).toMatchObject({ streamId: 'organization-a', eventId: taken.eventId });
+  });
+
+  it('hands back positions beyond 2^53 exactly', async () => {
+    const file = newFile();
+    const store = open(file);
+    await store.appendToStream('organization-a', newEvents(1), 'no_stream');
+    // Move the position counter past what a JS number can hold exactly.
+    const raw = new Database(file);
+    raw.prepare("UPDATE sqlite_sequence SET seq = 9007199254740992 WHERE name = 'events'").run();
+    raw.close();
+
+    const result = await store.appendToStream('organization-a', newEvents(2), 0n);
+    expect(result.position).toBe(9007199254740994n);
+    expect(await store.headPosition()).toBe(9007199254740994n);
+    const after = await store.readAll({ fromPosition: 9007199254740993n });
+    expect(after.map((event) => event.position)).toEqual([9007199254740994n]);
+
+    const delivered: bigint[] = [];
+    const subscription = store.subscribeToAll((event) => void delivered.push(event.position), {
+      fromPosition: 9007199254740992n,
+    });
+    await waitFor(() => delivered.length === 2, 'the two events');
+    await subscription.stop();
+    expect(delivered).toEqual([9007199254740993n, 9007199254740994n]);
+  });
+
+  it('saves, replaces and loads snapshots exactly', async () => {
+    const store = open(newFile());
+    expect(await store.loadSnapshot('organization-acme')).toBeUndefined();
+    const first = {
+      streamId: 'organization-acme',
+      revision: 499n,
+      position: 9007199254740993n,
+      schemaVersion: 1,
+      state: JSON.stringify({ available: 10 }),
+    };
+    await store.saveSnapshot(first);
+    expect(await store.loadSnapshot('organization-acme')).toEqual(first);
+
+    const second = { ...first, revision: 999n, position: 12n, schemaVersion: 2, state: '{}' };
+    await store.saveSnapshot(second);
+    expect(await store.loadSnapshot('organization-acme')).toEqual(second);
+    expect(await store.loadSnapshot('organization-other')).toBeUndefined();
+  });
+
+  it("sees another instance's appends on the same file through polling", async () => {
+    const file = newFile();
+    const writer = open(file);
+    const reader = open(file, { pollIntervalMs: 100 });
+    await writer.appendToStream('organization-a', newEvents(2), 'no_stream');
+
+    const delivered: RecordedEvent[] = [];
+    let caughtUp = false;
+    reader.subscribeToAll((event) => void delivered.push(event), {
+      onCaughtUp: () => void (caughtUp = true),
+    });
+    await waitFor(() => caughtUp, 'the catch-up');
+    expect(delivered).toHaveLength(2);
+
+    await writer.appendToStream('organization-a', newEvents(3), 1n);
+    await writer.appendToStream('organization-b', newEvents(1), 'no_stream');
+    await waitFor(() => delivered.length >= 6, 'the other instance’s appends', 5000);
+    await delay(250);
+    expect(delivered.map((event) => event.position)).toEqual([1n, 2n, 3n, 4n, 5n, 6n]);
+  });
+
+  it('close() stops its subscriptions, is idempotent, and later calls fail clearly', async () => {
+    const store = new SqliteEventStore(newFile());
+    const delivered: bigint[] = [];
+    const subscription = store.subscribeToAll((event) => void delivered.push(event.position));
+    await store.appendToStream('organization-a', newEvents(1), 'no_stream');
+    await waitFor(() => delivered.length === 1, 'the event');
+
+    await Promise.all([store.close(), store.close()]);
+    await store.close();
+    await subscription.stop();
+    await expect(store.ping()).rejects.toThrow(/closed/);
+    await expect(store.appendToStream('organization-a', newEvents(1), 0n)).rejects.toThrow(
+      /closed/,
+    );
+    expect(() => store.subscribeToAll(() => undefined)).toThrow(/closed/);
+  });
+
+  describe('two processes on one file', () => {
+    let workDir: string;
+    let modulePath: string;
+
+    // Workers cannot use Jest's TypeScript transform: compile the adapter for them.
+    beforeAll(async () => {
+      workDir = await mkdtemp(join(tmpdir(), 'ledger-workers-'));
+      const root = resolve(__dirname, '../..');
+      for (const file of [
+        'src/event-store/event-store.ts',
+        'src/event-store/sqlite/sqlite-event-store.ts',
+      ]) {
+        const { code } = transformFileSync(join(root, file), {
+          jsc: { parser: { syntax: 'typescript' }, target: 'es2022' },
+          module: { type: 'commonjs' },
+        });
+        const out = join(workDir, file.replace(/\.ts$/, '.js'));
+        await mkdir(dirname(out), { recursive: true });
+        await writeFile(out, code);
+      }
+      await symlink(join(root, 'node_modules'), join(workDir, 'node_modules'), 'dir');
+      modulePath = join(workDir, 'src/event-store/sqlite/sqlite-event-store.js');
+    });
+
+    afterAll(async () => {
+      await rm(workDir, { recursive: true, force: true });
+    });
+
+    it('lets exactly one of several concurrent appends with the same expected revision win', async () => {
+      const file = newFile();
+      const setup = open(file);
+      await setup.appendToStream('organization-hot', newEvents(1), 'no_stream');
+
+      const workers = 4;
+      const rounds = 15;
+      const barrier = new SharedArrayBuffer(4);
+      const threads = Array.from(
+        { length: workers },
+        () => new Worker(RACING_WORKER, { eval: true, workerData: { modulePath, file, barrier } }),
+      );
+      try {
+        for (let round = 1; round <= rounds; round += 1) {
+          const results = await Promise.all(
+            threads.map((thread) => ask(thread, { round, workers, expected: String(round - 1) })),
+          );
+          const winners = results.filter((result) => result.ok);
+          expect(winners).toEqual([{ ok: true, revision: String(round) }]);
+          for (const loser of results.filter((result) => !result.ok)) {
+            expect(loser).toEqual({
+              ok: false,
+              name: 'WrongExpectedRevisionError',
+              actual: String(round),
+            });
+          }
+        }
+      } finally {
+        await Promise.all(threads.map((thread) => thread.terminate()));
+      }
+
+      const stream = await setup.readStream('organization-hot');
+      expect(stream.map((event) => event.revision)).toEqual(
+        Array.from({ length: rounds + 1 }, (_, index) => BigInt(index)),
+      );
+    });
+  });
+});
+
+type RaceResult = { ok: true; revision: string } | { ok: false; name: string; actual: string };
+
+function ask(thread: Worker, message: unknown): Promise<RaceResult> {
+  return new Promise((resolveResult, reject) => {
+    const onMessage = (result: RaceResult) => {
+      thread.off('error', onError);
+      resolveResult(result);
+    };
+    const onError = (error: Error) => {
+      thread.off('message', onMessage);
+      reject(error);
+    };
+    thread.once('message', onMessage);
+    thread.once('error', onError);
+    thread.postMessage(message);
+  });
+}
+
+/** Each round: wait until every worker is ready, then all append at the same expected revision. */
+const RACING_WORKER = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { randomUUID } = require('node:crypto');
+const { SqliteEventStore } = require(workerData.modulePath);
+const store = new SqliteEventStore(workerData.file);
+const arrived = new Int32Array(workerData.barrier);
+parentPort.on('message', async ({ round, workers, expected }) => {
+  const everyone = round * workers;
+  if (Atomics.add(arrived, 0, 1) + 1 === everyone) Atomics.notify(arrived, 0);
+  for (let seen = Atomics.load(arrived, 0); seen < everyone; seen = Atomics.load(arrived, 0)) {
+    Atomics.wait(arrived, 0, seen);
+  }
+  const eventId = randomUUID();
+  const metadata = { eventId, occurredAt: new Date().toISOString(), actor: { kind: 'service', id: 'race' }, correlationId: eventId, causationId: eventId };
+  try {
+    const result = await store.appendToStream('organization-hot', [{ eventId, type: 'CreditsGranted', data: {}, metadata }], BigInt(expected));
+    parentPort.postMessage({ ok: true, revision: String(result.nextExpectedRevision) });
+  } catch (error) {
+    parentPort.postMessage({ ok: false, name: error.name, actual: String(error.actual) });
+  }
+});
+`;
