@@ -1,9 +1,12 @@
 import { Global, Module, type DynamicModule } from '@nestjs/common';
+import { APP_GUARD } from '@nestjs/core';
 import { BalanceController } from './api/http/balance.controller';
 import { CreditsController } from './api/http/credits.controller';
 import { HealthModule } from './api/http/health.controller';
 import { OrganizationsController } from './api/http/organizations.controller';
+import { AuthenticationGuard } from './api/http/request-context';
 import { UsersController } from './api/http/users.controller';
+import { AuthModule } from './auth/auth.module';
 import { LEDGER_CONFIG, type LedgerConfig } from './config/config';
 import { EventStoreModule } from './event-store/event-store.module';
 import { loggerModule } from './logging/logging.module';
@@ -32,11 +35,13 @@ export class AppModule {
         ConfigModule.forRoot(config),
         loggerModule(config),
         EventStoreModule,
+        AuthModule,
         HealthModule.forRoot(),
         MetricsModule,
         WriteModule,
       ],
       controllers: [UsersController, OrganizationsController, CreditsController, BalanceController],
+      providers: [{ provide: APP_GUARD, useClass: AuthenticationGuard }],
     };
   }
 }

@@ -1,5 +1,7 @@
 import { Inject } from '@nestjs/common';
 import { Query, QueryHandler, type IQueryHandler } from '@nestjs/cqrs';
+import { Access } from '../auth/access';
+import type { Caller } from '../auth/caller';
 import { EVENT_STORE, type EventStore, type RecordedEvent } from '../event-store/event-store';
 import { notFound } from '../ledger/errors';
 import { organizationStreamId } from '../ledger/identifiers';
@@ -19,6 +21,7 @@ export class GetHistory extends Query<{
   stateAt?: StateAt;
 }> {
   constructor(
+    readonly caller: Caller,
     readonly organizationId: string,
     readonly fromRevision: number,
     readonly limit: number,
@@ -31,6 +34,7 @@ export class GetHistory extends Query<{
 /** The balance as it was at `at`: the stream folded up to then. */
 export class GetBalanceAt extends Query<Balance & { organizationId: string; position: bigint }> {
   constructor(
+    readonly caller: Caller,
     readonly organizationId: string,
     readonly at: string,
   ) {
@@ -69,9 +73,13 @@ async function foldUntil(store: EventStore, organizationId: string, at: number) 
 
 @QueryHandler(GetBalanceAt)
 export class GetBalanceAtHandler implements IQueryHandler<GetBalanceAt> {
-  constructor(@Inject(EVENT_STORE) private readonly store: EventStore) {}
+  constructor(
+    @Inject(EVENT_STORE) private readonly store: EventStore,
+    private readonly access: Access,
+  ) {}
 
-  async execute({ organizationId, at }: GetBalanceAt) {
+  async execute({ caller, organizationId, at }: GetBalanceAt) {
+    await this.access.require(caller, 'readBalance', organizationId);
     const folded = await foldUntil(this.store, organizationId, toMillis(at));
     if (folded.revision === null) {
       throw notFound(`organization ${organizationId} did not exist at ${at}`);
@@ -82,9 +90,13 @@ export class GetBalanceAtHandler implements IQueryHandler<GetBalanceAt> {
 
 @QueryHandler(GetHistory)
 export class GetHistoryHandler implements IQueryHandler<GetHistory> {
-  constructor(@Inject(EVENT_STORE) private readonly store: EventStore) {}
+  constructor(
+    @Inject(EVENT_STORE) private readonly store: EventStore,
+    private readonly access: Access,
+  ) {}
 
-  async execute({ organizationId, fromRevision, limit, at }: GetHistory) {
+  async execute({ caller, organizationId, fromRevision, limit, at }: GetHistory) {
+    await this.access.require(caller, 'readHistory', organizationId);
     const streamId = organizationStreamId(organizationId);
     const [first] = await this.store.readStream(streamId, { maxCount: 1 });
     if (!first) throw notFound(`organization ${organizationId} not found`);

@@ -31,7 +31,10 @@ const schema = z.object({
     .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// connection string')
     .optional(),
   NATS_URL: z.string().min(1).default('nats://127.0.0.1:4222'),
-  LEDGER_JWT_SECRET: z.string().min(1).optional(),
+  LEDGER_JWT_SECRET: z
+    .string()
+    .min(32, 'must be at least 32 characters (HS256 needs a 256-bit secret)')
+    .optional(),
   LEDGER_JWKS_URL: z.string().min(1).optional(),
   LEDGER_JWT_ISSUER: z.string().min(1).optional(),
   LEDGER_JWT_AUDIENCE: z.string().min(1).optional(),
@@ -84,6 +87,21 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LedgerConfig {
     );
   }
   const s = parsed.data;
+  // Secure by default: the service never runs without checking tokens.
+  if (s.LEDGER_JWT_SECRET && s.LEDGER_JWKS_URL) {
+    throw new ConfigError(
+      'Invalid setting LEDGER_JWKS_URL: set LEDGER_JWT_SECRET or LEDGER_JWKS_URL, not both',
+    );
+  }
+  if (s.LEDGER_JWKS_URL && !(s.LEDGER_JWT_ISSUER && s.LEDGER_JWT_AUDIENCE)) {
+    const missing = s.LEDGER_JWT_ISSUER ? 'LEDGER_JWT_AUDIENCE' : 'LEDGER_JWT_ISSUER';
+    throw new ConfigError(`Missing setting ${missing}: required with LEDGER_JWKS_URL`);
+  }
+  if (!s.LEDGER_JWT_SECRET && !s.LEDGER_JWKS_URL && s.LEDGER_EVENT_STORE !== 'sqlite') {
+    throw new ConfigError(
+      `Missing setting LEDGER_JWT_SECRET: set it or LEDGER_JWKS_URL (only the embedded default makes a dev secret)`,
+    );
+  }
   return {
     port: s.PORT,
     grpcPort: s.GRPC_PORT,

@@ -1,5 +1,6 @@
 import { Controller, Get, Header, Global, Injectable, Module } from '@nestjs/common';
 import { ApiExcludeController } from '@nestjs/swagger';
+import { Public } from '../api/http/request-context';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** The ledger's Prometheus metrics, in a registry of its own (tests start many apps). */
@@ -43,6 +44,7 @@ export class LedgerMetrics {
 }
 
 @ApiExcludeController()
+@Public()
 @Controller('metrics')
 export class MetricsController {
   constructor(private readonly metrics: LedgerMetrics) {}

@@ -1,12 +1,18 @@
 import { Command } from '@nestjs/cqrs';
 import type { GrantSource, OrganizationKind, Role } from '../ledger/organization/events';
 import type { Allocation } from '../ledger/organization/events';
+import type { Caller } from '../auth/caller';
 import type { CommandContext } from './aggregate-writer';
 
 /**
  * The commands the edges send over the command bus. Each reply carries `position` (the
  * write's global position, for read-your-writes) and `replayed` (an idempotent repeat).
  */
+/** Who asked (checked against the access table) and the metadata their events carry. */
+export interface RequestContext extends CommandContext {
+  caller: Caller;
+}
+
 export interface Reply {
   position: bigint;
   replayed: boolean;
@@ -22,7 +28,7 @@ export class RegisterUser extends Command<
 > {
   constructor(
     readonly input: { userId: string; name?: string },
-    readonly context: CommandContext,
+    readonly context: RequestContext,
   ) {
     super();
   }
@@ -31,7 +37,7 @@ export class RegisterUser extends Command<
 export class SwitchActiveOrganization extends Command<Reply & { activeOrganizationId: string }> {
   constructor(
     readonly input: { userId: string; organizationId: string },
-    readonly context: CommandContext,
+    readonly context: RequestContext,
   ) {
     super();
   }
@@ -47,7 +53,7 @@ export interface OrganizationReply extends Reply {
 export class CreateOrganization extends Command<OrganizationReply> {
   constructor(
     readonly input: { organizationId: string; name: string; ownerUserId: string },
-    readonly context: CommandContext,
+    readonly context: RequestContext,
   ) {
     super();
   }
@@ -62,7 +68,7 @@ export interface MemberReply extends Reply {
 export class AddMember extends Command<MemberReply> {
   constructor(
     readonly input: { organizationId: string; userId: string; role: Role },
-    readonly context: CommandContext,
+    readonly context: RequestContext,
   ) {
     super();
   }
@@ -71,7 +77,7 @@ export class AddMember extends Command<MemberReply> {
 export class ChangeMemberRole extends Command<MemberReply> {
   constructor(
     readonly input: { organizationId: string; userId: string; role: Role },
-    readonly context: CommandContext,
+    readonly context: RequestContext,
   ) {
     super();
   }
@@ -80,7 +86,7 @@ export class ChangeMemberRole extends Command<MemberReply> {
 export class RemoveMember extends Command<Reply & { organizationId: string; userId: string }> {
   constructor(
     readonly input: { organizationId: string; userId: string },
-    readonly context: CommandContext,
+    readonly context: RequestContext,
   ) {
     super();
   }
@@ -106,7 +112,7 @@ export class GrantCredits extends Command<
       priority?: number;
       expiresAt?: string | null;
     },
-    readonly context: CommandContext,
+    readonly context: RequestContext,
   ) {
     super();
   }
@@ -129,7 +135,7 @@ export class ChargeCharmRun extends Command<
       amount: number;
       organizationId?: string;
     },
-    readonly context: CommandContext,
+    readonly context: RequestContext,
   ) {
     super();
   }
@@ -149,7 +155,7 @@ export class RefundCharmRun extends Command<
 > {
   constructor(
     readonly input: { organizationId: string; runId: string; amount?: number; refundId?: string },
-    readonly context: CommandContext,
+    readonly context: RequestContext,
   ) {
     super();
   }
@@ -173,7 +179,7 @@ export class ReserveCredits extends Command<
       amount: number;
       ttlSeconds?: number;
     },
-    readonly context: CommandContext,
+    readonly context: RequestContext,
   ) {
     super();
   }
@@ -197,7 +203,7 @@ export class CaptureReservation extends Command<
       amount: number;
       runId?: string;
     },
-    readonly context: CommandContext,
+    readonly context: RequestContext,
   ) {
     super();
   }
@@ -215,7 +221,7 @@ export class ReleaseReservation extends Command<
 > {
   constructor(
     readonly input: { organizationId: string; reservationId: string },
-    readonly context: CommandContext,
+    readonly context: RequestContext,
   ) {
     super();
   }
@@ -237,7 +243,7 @@ export class TransferCredits extends Command<
       toOrganizationId: string;
       amount: number;
     },
-    readonly context: CommandContext,
+    readonly context: RequestContext,
   ) {
     super();
   }
@@ -252,7 +258,7 @@ export class ReceiveTransfer extends Command<Reply> {
       transferId: string;
       amount: number;
     },
-    readonly context: CommandContext,
+    readonly context: RequestContext,
   ) {
     super();
   }
@@ -263,7 +269,7 @@ export class SetLowBalanceThreshold extends Command<
 > {
   constructor(
     readonly input: { organizationId: string; threshold: number },
-    readonly context: CommandContext,
+    readonly context: RequestContext,
   ) {
     super();
   }
@@ -273,7 +279,7 @@ export class SetLowBalanceThreshold extends Command<
 export class ExpireDue extends Command<Reply & { events: number }> {
   constructor(
     readonly input: { organizationId: string },
-    readonly context: CommandContext,
+    readonly context: RequestContext,
   ) {
     super();
   }

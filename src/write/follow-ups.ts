@@ -17,9 +17,10 @@ import { LEDGER_ACTOR } from '../ledger/actor';
 import type { OrganizationEvent } from '../ledger/organization/events';
 import type { UserEvent } from '../ledger/user/events';
 import { toMillis } from '../ledger/time';
-import { fromRecorded, type CommandContext } from './aggregate-writer';
+import { LEDGER_CALLER } from '../auth/caller';
+import { fromRecorded } from './aggregate-writer';
 import { Clock } from './clock';
-import { ExpireDue, ReceiveTransfer } from './commands';
+import { ExpireDue, ReceiveTransfer, type RequestContext } from './commands';
 import { ensurePersonalOrganization } from './handlers/users.handlers';
 import { leaveOrganization } from './handlers/organizations.handlers';
 import { OrganizationWriter, UserWriter } from './writers';
@@ -30,7 +31,7 @@ interface Obligation {
   /** Not before (epoch ms): the request that caused it usually does it at once itself. */
   notBefore: number;
   attempts: number;
-  context: CommandContext;
+  context: RequestContext;
   run: () => Promise<unknown>;
 }
 
@@ -106,7 +107,10 @@ export class FollowUps implements OnApplicationBootstrap, OnApplicationShutdown 
       for (const organizationId of due) {
         await this.attempt(`expire:${organizationId}`, () =>
           this.commandBus.execute(
-            new ExpireDue({ organizationId }, { actor: LEDGER_ACTOR, correlationId: 'expiry' }),
+            new ExpireDue(
+              { organizationId },
+              { caller: LEDGER_CALLER, actor: LEDGER_ACTOR, correlationId: 'expiry' },
+            ),
           ),
         );
       }
@@ -132,7 +136,8 @@ export class FollowUps implements OnApplicationBootstrap, OnApplicationShutdown 
   }
 
   private observe(recorded: RecordedEvent) {
-    const context: CommandContext = {
+    const context: RequestContext = {
+      caller: LEDGER_CALLER,
       actor: LEDGER_ACTOR,
       correlationId: recorded.metadata.correlationId,
       causationId: recorded.eventId,
@@ -148,7 +153,7 @@ export class FollowUps implements OnApplicationBootstrap, OnApplicationShutdown 
   private observeOrganization(
     organizationId: string,
     event: OrganizationEvent,
-    context: CommandContext,
+    context: RequestContext,
   ) {
     switch (event.type) {
       case 'CreditsTransferredOut': {
@@ -203,7 +208,7 @@ export class FollowUps implements OnApplicationBootstrap, OnApplicationShutdown 
     }
   }
 
-  private observeUser(event: UserEvent, context: CommandContext) {
+  private observeUser(event: UserEvent, context: RequestContext) {
     const { userId } = event.data;
     if (event.type === 'UserRegistered') {
       const { personalOrganizationId, name } = event.data;
@@ -227,7 +232,7 @@ export class FollowUps implements OnApplicationBootstrap, OnApplicationShutdown 
     this.obligations.delete(`leave:${userId}`);
   }
 
-  private oblige(key: string, context: CommandContext, run: () => Promise<unknown>) {
+  private oblige(key: string, context: RequestContext, run: () => Promise<unknown>) {
     this.obligations.set(key, {
       key,
       notBefore: this.clock.now() + GRACE_MS,

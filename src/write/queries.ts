@@ -1,4 +1,6 @@
 import { Query, QueryHandler, type IQueryHandler } from '@nestjs/cqrs';
+import { Access } from '../auth/access';
+import type { Caller } from '../auth/caller';
 import { notFound } from '../ledger/errors';
 import { balanceAt, type Balance } from '../ledger/organization/balance';
 import type { OrganizationKind, Role } from '../ledger/organization/events';
@@ -7,7 +9,10 @@ import { OrganizationWriter } from './writers';
 
 /** The balance now, from the write side: strongly consistent with every acknowledged write. */
 export class GetBalance extends Query<Balance & { organizationId: string; position: bigint }> {
-  constructor(readonly organizationId: string) {
+  constructor(
+    readonly caller: Caller,
+    readonly organizationId: string,
+  ) {
     super();
   }
 }
@@ -21,7 +26,10 @@ export class GetOrganization extends Query<{
   lowBalanceThreshold: number;
   position: bigint;
 }> {
-  constructor(readonly organizationId: string) {
+  constructor(
+    readonly caller: Caller,
+    readonly organizationId: string,
+  ) {
     super();
   }
 }
@@ -31,7 +39,10 @@ export class ListMembers extends Query<{
   members: { userId: string; role: Role }[];
   position: bigint;
 }> {
-  constructor(readonly organizationId: string) {
+  constructor(
+    readonly caller: Caller,
+    readonly organizationId: string,
+  ) {
     super();
   }
 }
@@ -47,9 +58,11 @@ export class GetBalanceHandler implements IQueryHandler<GetBalance> {
   constructor(
     private readonly organizations: OrganizationWriter,
     private readonly clock: Clock,
+    private readonly access: Access,
   ) {}
 
-  async execute({ organizationId }: GetBalance) {
+  async execute({ caller, organizationId }: GetBalance) {
+    await this.access.require(caller, 'readBalance', organizationId);
     const { state, position } = await existing(this.organizations, organizationId);
     return { organizationId, ...balanceAt(state, this.clock.now()), position };
   }
@@ -57,9 +70,13 @@ export class GetBalanceHandler implements IQueryHandler<GetBalance> {
 
 @QueryHandler(GetOrganization)
 export class GetOrganizationHandler implements IQueryHandler<GetOrganization> {
-  constructor(private readonly organizations: OrganizationWriter) {}
+  constructor(
+    private readonly organizations: OrganizationWriter,
+    private readonly access: Access,
+  ) {}
 
-  async execute({ organizationId }: GetOrganization) {
+  async execute({ caller, organizationId }: GetOrganization) {
+    await this.access.require(caller, 'readOrganization', organizationId);
     const { state, position } = await existing(this.organizations, organizationId);
     return {
       organizationId,
@@ -75,9 +92,13 @@ export class GetOrganizationHandler implements IQueryHandler<GetOrganization> {
 
 @QueryHandler(ListMembers)
 export class ListMembersHandler implements IQueryHandler<ListMembers> {
-  constructor(private readonly organizations: OrganizationWriter) {}
+  constructor(
+    private readonly organizations: OrganizationWriter,
+    private readonly access: Access,
+  ) {}
 
-  async execute({ organizationId }: ListMembers) {
+  async execute({ caller, organizationId }: ListMembers) {
+    await this.access.require(caller, 'readMembers', organizationId);
     const { state, position } = await existing(this.organizations, organizationId);
     const members = [...state.members]
       .map(([userId, role]) => ({ userId, role }))

@@ -1,6 +1,7 @@
 import { Module } from '@nestjs/common';
 import { CqrsModule } from '@nestjs/cqrs';
 import { GetBalanceAtHandler, GetHistoryHandler } from '../audit/history';
+import { Access } from '../auth/access';
 import { Clock, SystemClock } from './clock';
 import { CrashPoints } from './crash-points';
 import { FollowUps } from './follow-ups';
@@ -59,11 +60,12 @@ const queryHandlers = [
     { provide: Clock, useClass: SystemClock },
     OrganizationWriter,
     UserWriter,
+    Access,
     CrashPoints,
     FollowUps,
     ...commandHandlers,
     ...queryHandlers,
   ],
-  exports: [CqrsModule, OrganizationWriter, UserWriter, FollowUps, Clock],
+  exports: [CqrsModule, OrganizationWriter, UserWriter, FollowUps, Clock, Access],
 })
 export class WriteModule {}

@@ -1,6 +1,12 @@
 import { spawnSync } from 'node:child_process';
 import { newDataDir, removeDataDir } from '../support/ledger-app';
-import { MAIN, postJson, startService, type ServiceProcess } from '../support/service-process';
+import {
+  getWithToken,
+  MAIN,
+  postJson,
+  startService,
+  type ServiceProcess,
+} from '../support/service-process';
 
 /**
  * The built service as a child process, killed (SIGKILL, as a power cut) at the worst
@@ -20,7 +26,9 @@ describe('crash recovery', () => {
   });
 
   const history = async (url: string, organizationId: string) => {
-    const response = await fetch(`${url}/v1/organizations/${organizationId}/history?limit=1000`);
+    const response = await getWithToken(
+      `${url}/v1/organizations/${organizationId}/history?limit=1000`,
+    );
     const body = (await response.json()) as {
       events: { type: string; data: Record<string, unknown> }[];
     };
@@ -96,7 +104,9 @@ describe('crash recovery', () => {
     const retry = await postJson(`${service.url}/v1/organizations/from/transfers`, transfer);
     expect(retry.status).toBe(200);
     expect(retry.body.replayed).toBe(true);
-    const balance = (await (await fetch(`${service.url}/v1/organizations/to/balance`)).json()) as {
+    const balance = (await (
+      await getWithToken(`${service.url}/v1/organizations/to/balance`)
+    ).json()) as {
       available: number;
     };
     expect(balance.available).toBe(30);
@@ -114,7 +124,7 @@ describe('crash recovery', () => {
 
     service = await startService({ LEDGER_DATA_DIR: dataDir });
     const organization = await eventually(
-      () => fetch(`${service!.url}/v1/organizations/personal-dora`),
+      () => getWithToken(`${service!.url}/v1/organizations/personal-dora`),
       (response) => response.status === 200,
     );
     expect(await organization.json()).toMatchObject({ kind: 'personal', ownerUserId: 'dora' });

@@ -415,7 +415,7 @@ describe('credit ledger over HTTP', () => {
       expect.objectContaining({
         eventId: expect.any(String),
         occurredAt: expect.any(String),
-        actor: { kind: 'service', id: 'http' },
+        actor: { kind: 'service', id: 'test-suite' },
       }),
     );
     expect(page.body.nextRevision).toBe(2);

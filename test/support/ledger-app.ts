@@ -10,6 +10,7 @@ import { configureHttp } from '../../src/api/http/http-setup';
 import { AppModule } from '../../src/app.module';
 import { loadConfig } from '../../src/config/config';
 import { Clock } from '../../src/write/clock';
+import { serviceToken, TEST_SECRET } from './tokens';
 
 /** A clock the test moves by hand. */
 export class TestClock extends Clock {
@@ -26,7 +27,10 @@ export class TestClock extends Clock {
 
 export interface RunningLedger {
   app: INestApplication;
+  /** Requests with a service token (scope ledger:service). */
   http: TestAgent;
+  /** Requests with no token, to set one's own. */
+  anonymous: TestAgent;
   dataDir: string;
   close(): Promise<void>;
 }
@@ -39,7 +43,12 @@ export async function startLedger(
   dataDir: string,
   options: { clock?: Clock; env?: Record<string, string> } = {},
 ): Promise<RunningLedger> {
-  const config = loadConfig({ LEDGER_DATA_DIR: dataDir, LOG_LEVEL: 'silent', ...options.env });
+  const config = loadConfig({
+    LEDGER_DATA_DIR: dataDir,
+    LOG_LEVEL: 'silent',
+    LEDGER_JWT_SECRET: TEST_SECRET,
+    ...options.env,
+  });
   let builder = Test.createTestingModule({ imports: [AppModule.forRoot(config)] });
   if (options.clock) builder = builder.overrideProvider(Clock).useValue(options.clock);
   const moduleRef = await builder.compile();
@@ -48,7 +57,8 @@ export async function startLedger(
   await app.init();
   return {
     app,
-    http: request(app.getHttpServer()),
+    http: request.agent(app.getHttpServer()).set('authorization', `Bearer ${await serviceToken()}`),
+    anonymous: request(app.getHttpServer()),
     dataDir,
     close: () => app.close(),
   };

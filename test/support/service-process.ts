@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { serviceToken, TEST_SECRET } from './tokens';
 
 export const MAIN = join(__dirname, '..', '..', 'dist', 'src', 'main.js');
 
@@ -30,7 +31,14 @@ export async function startService(env: Record<string, string>): Promise<Service
   if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run npm run build first`);
   const port = await freePort();
   const child = spawn(process.execPath, [MAIN], {
-    env: { PATH: process.env.PATH, LOG_LEVEL: 'warn', ...env, PORT: String(port), GRPC_PORT: '0' },
+    env: {
+      PATH: process.env.PATH,
+      LOG_LEVEL: 'warn',
+      LEDGER_JWT_SECRET: TEST_SECRET,
+      ...env,
+      PORT: String(port),
+      GRPC_PORT: String(await freePort()),
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -67,11 +75,20 @@ export async function startService(env: Record<string, string>): Promise<Service
   };
 }
 
+/** A POST with a service token, as the ledger's own services call it. */
 export async function postJson(url: string, body: unknown) {
   const response = await fetch(url, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: {
+      'content-type': 'application/json',
+      authorization: `Bearer ${await serviceToken()}`,
+    },
     body: JSON.stringify(body),
   });
   return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+}
+
+/** A GET with a service token. */
+export async function getWithToken(url: string): Promise<Response> {
+  return fetch(url, { headers: { authorization: `Bearer ${await serviceToken()}` } });
 }

@@ -6,6 +6,8 @@ import { GetBalance } from '../../write/queries';
 import { BalanceQueryDto, HistoryQueryDto } from './dto/queries.dto';
 import { LedgerIdPipe } from './ledger-id.pipe';
 import { positionText } from './replies';
+import { LedgerContext } from './request-context';
+import type { RequestContext } from '../../write/commands';
 
 @ApiTags('balance and history')
 @Controller('v1/organizations/:organizationId')
@@ -17,11 +19,12 @@ export class BalanceController {
   async balance(
     @Param('organizationId', LedgerIdPipe) organizationId: string,
     @Query() query: BalanceQueryDto,
+    @LedgerContext() { caller }: RequestContext,
   ) {
     const balance = await this.queries.execute(
       query.at === undefined
-        ? new GetBalance(organizationId)
-        : new GetBalanceAt(organizationId, query.at),
+        ? new GetBalance(caller, organizationId)
+        : new GetBalanceAt(caller, organizationId, query.at),
     );
     return { ...balance, position: positionText(balance.position) };
   }
@@ -31,9 +34,10 @@ export class BalanceController {
   async history(
     @Param('organizationId', LedgerIdPipe) organizationId: string,
     @Query() query: HistoryQueryDto,
+    @LedgerContext() { caller }: RequestContext,
   ) {
     const history = await this.queries.execute(
-      new GetHistory(organizationId, query.fromRevision ?? 0, query.limit ?? 100, query.at),
+      new GetHistory(caller, organizationId, query.fromRevision ?? 0, query.limit ?? 100, query.at),
     );
     return {
       ...history,

@@ -2,7 +2,7 @@ import { Body, Controller, Param, Post, Res } from '@nestjs/common';
 import { CommandBus } from '@nestjs/cqrs';
 import { ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
-import type { CommandContext } from '../../write/aggregate-writer';
+import type { RequestContext } from '../../write/commands';
 import {
   CaptureReservation,
   ChargeCharmRun,
@@ -34,7 +34,7 @@ export class CreditsController {
   async grant(
     @Param('organizationId', LedgerIdPipe) organizationId: string,
     @Body() body: GrantCreditsDto,
-    @LedgerContext() context: CommandContext,
+    @LedgerContext() context: RequestContext,
     @Res({ passthrough: true }) response: Response,
   ) {
     const reply = await this.commands.execute(
@@ -47,7 +47,7 @@ export class CreditsController {
   @Post('charm-runs')
   async charge(
     @Body() body: ChargeCharmRunDto,
-    @LedgerContext() context: CommandContext,
+    @LedgerContext() context: RequestContext,
     @Res({ passthrough: true }) response: Response,
   ) {
     return written(response, await this.commands.execute(new ChargeCharmRun(body, context)));
@@ -58,7 +58,7 @@ export class CreditsController {
     @Param('organizationId', LedgerIdPipe) organizationId: string,
     @Param('runId', LedgerIdPipe) runId: string,
     @Body() body: RefundCharmRunDto,
-    @LedgerContext() context: CommandContext,
+    @LedgerContext() context: RequestContext,
     @Res({ passthrough: true }) response: Response,
   ) {
     const reply = await this.commands.execute(
@@ -71,7 +71,7 @@ export class CreditsController {
   async reserve(
     @Param('organizationId', LedgerIdPipe) organizationId: string,
     @Body() body: ReserveCreditsDto,
-    @LedgerContext() context: CommandContext,
+    @LedgerContext() context: RequestContext,
     @Res({ passthrough: true }) response: Response,
   ) {
     const reply = await this.commands.execute(
@@ -85,7 +85,7 @@ export class CreditsController {
     @Param('organizationId', LedgerIdPipe) organizationId: string,
     @Param('reservationId', LedgerIdPipe) reservationId: string,
     @Body() body: CaptureReservationDto,
-    @LedgerContext() context: CommandContext,
+    @LedgerContext() context: RequestContext,
     @Res({ passthrough: true }) response: Response,
   ) {
     const reply = await this.commands.execute(
@@ -99,7 +99,7 @@ export class CreditsController {
     @Param('organizationId', LedgerIdPipe) organizationId: string,
     @Param('reservationId', LedgerIdPipe) reservationId: string,
     @Body() _body: ReleaseReservationDto,
-    @LedgerContext() context: CommandContext,
+    @LedgerContext() context: RequestContext,
     @Res({ passthrough: true }) response: Response,
   ) {
     const reply = await this.commands.execute(
@@ -112,7 +112,7 @@ export class CreditsController {
   async transfer(
     @Param('organizationId', LedgerIdPipe) organizationId: string,
     @Body() body: TransferCreditsDto,
-    @LedgerContext() context: CommandContext,
+    @LedgerContext() context: RequestContext,
     @Res({ passthrough: true }) response: Response,
   ) {
     const reply = await this.commands.execute(

@@ -12,6 +12,7 @@ import {
 import { ApiOkResponse, ApiServiceUnavailableResponse, ApiTags } from '@nestjs/swagger';
 import { EVENT_STORE, EventStore } from '../../event-store/event-store';
 import { unavailable } from '../../ledger/errors';
+import { Public } from './request-context';
 
 /** Resolves when the dependency answers; rejects (or times out) when it does not. */
 export type HealthCheck = () => Promise<void>;
@@ -86,6 +87,7 @@ const describe = (error: unknown): string =>
 
 /** Readiness: 200 when every dependency answers, else a 503 problem with each check's state. */
 @ApiTags('health')
+@Public()
 @Controller('health')
 export class HealthController {
   constructor(private readonly healthChecks: HealthChecks) {}

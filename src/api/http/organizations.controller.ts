@@ -14,7 +14,7 @@ import {
 import { CommandBus, QueryBus } from '@nestjs/cqrs';
 import { ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
-import type { CommandContext } from '../../write/aggregate-writer';
+import type { RequestContext } from '../../write/commands';
 import {
   AddMember,
   ChangeMemberRole,
@@ -46,7 +46,7 @@ export class OrganizationsController {
   @Post()
   async create(
     @Body() body: CreateOrganizationDto,
-    @LedgerContext() context: CommandContext,
+    @LedgerContext() context: RequestContext,
     @Res({ passthrough: true }) response: Response,
   ) {
     return written(response, await this.commands.execute(new CreateOrganization(body, context)));
@@ -56,8 +56,9 @@ export class OrganizationsController {
   async get(
     @Param('organizationId', LedgerIdPipe) organizationId: string,
     @Query() _query: ReadQueryDto,
+    @LedgerContext() { caller }: RequestContext,
   ) {
-    const organization = await this.queries.execute(new GetOrganization(organizationId));
+    const organization = await this.queries.execute(new GetOrganization(caller, organizationId));
     return { ...organization, position: positionText(organization.position) };
   }
 
@@ -65,8 +66,9 @@ export class OrganizationsController {
   async members(
     @Param('organizationId', LedgerIdPipe) organizationId: string,
     @Query() _query: ReadQueryDto,
+    @LedgerContext() { caller }: RequestContext,
   ) {
-    const members = await this.queries.execute(new ListMembers(organizationId));
+    const members = await this.queries.execute(new ListMembers(caller, organizationId));
     return { ...members, position: positionText(members.position) };
   }
 
@@ -74,7 +76,7 @@ export class OrganizationsController {
   async addMember(
     @Param('organizationId', LedgerIdPipe) organizationId: string,
     @Body() body: AddMemberDto,
-    @LedgerContext() context: CommandContext,
+    @LedgerContext() context: RequestContext,
     @Res({ passthrough: true }) response: Response,
   ) {
     const reply = await this.commands.execute(new AddMember({ organizationId, ...body }, context));
@@ -86,7 +88,7 @@ export class OrganizationsController {
     @Param('organizationId', LedgerIdPipe) organizationId: string,
     @Param('userId', LedgerIdPipe) userId: string,
     @Body() body: ChangeMemberRoleDto,
-    @LedgerContext() context: CommandContext,
+    @LedgerContext() context: RequestContext,
   ) {
     const reply = await this.commands.execute(
       new ChangeMemberRole({ organizationId, userId, role: body.role }, context),
@@ -100,7 +102,7 @@ export class OrganizationsController {
   async removeMember(
     @Param('organizationId', LedgerIdPipe) organizationId: string,
     @Param('userId', LedgerIdPipe) userId: string,
-    @LedgerContext() context: CommandContext,
+    @LedgerContext() context: RequestContext,
     @Res({ passthrough: true }) response: Response,
   ) {
     const reply = await this.commands.execute(
@@ -113,7 +115,7 @@ export class OrganizationsController {
   async setLowBalanceThreshold(
     @Param('organizationId', LedgerIdPipe) organizationId: string,
     @Body() body: LowBalanceThresholdDto,
-    @LedgerContext() context: CommandContext,
+    @LedgerContext() context: RequestContext,
   ) {
     const reply = await this.commands.execute(
       new SetLowBalanceThreshold({ organizationId, threshold: body.threshold }, context),

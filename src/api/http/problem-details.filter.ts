@@ -128,6 +128,7 @@ export class ProblemDetailsFilter implements ExceptionFilter {
       return;
     }
     if (body.code === 'UNAVAILABLE') response.setHeader('Retry-After', String(RETRY_AFTER_SECONDS));
+    if (body.code === 'UNAUTHENTICATED') response.setHeader('WWW-Authenticate', 'Bearer');
     response.status(body.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(body));
   }
 

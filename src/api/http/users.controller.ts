@@ -2,7 +2,7 @@ import { Body, Controller, Param, Post, Put, Res } from '@nestjs/common';
 import { CommandBus } from '@nestjs/cqrs';
 import { ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
-import type { CommandContext } from '../../write/aggregate-writer';
+import type { RequestContext } from '../../write/commands';
 import { RegisterUser, SwitchActiveOrganization } from '../../write/commands';
 import { RegisterUserDto, SwitchActiveOrganizationDto } from './dto/users.dto';
 import { LedgerIdPipe } from './ledger-id.pipe';
@@ -18,7 +18,7 @@ export class UsersController {
   @Post()
   async register(
     @Body() body: RegisterUserDto,
-    @LedgerContext() context: CommandContext,
+    @LedgerContext() context: RequestContext,
     @Res({ passthrough: true }) response: Response,
   ) {
     return written(response, await this.commands.execute(new RegisterUser(body, context)));
@@ -28,7 +28,7 @@ export class UsersController {
   async switchActiveOrganization(
     @Param('userId', LedgerIdPipe) userId: string,
     @Body() body: SwitchActiveOrganizationDto,
-    @LedgerContext() context: CommandContext,
+    @LedgerContext() context: RequestContext,
   ) {
     const reply = await this.commands.execute(
       new SwitchActiveOrganization({ userId, organizationId: body.organizationId }, context),

@@ -4,6 +4,8 @@ import { availableCredits, reservedCredits } from '../../ledger/organization/bur
 import type { Allocation, OrganizationEvent } from '../../ledger/organization/events';
 import type { OrganizationState } from '../../ledger/organization/state';
 import { DEFAULT_RESERVATION_TTL_SECONDS, toIso } from '../../ledger/time';
+import { Access, type OrganizationAction } from '../../auth/access';
+import type { Caller } from '../../auth/caller';
 import { Clock } from '../clock';
 import {
   CaptureReservation,
@@ -25,10 +27,12 @@ export class GrantCreditsHandler implements ICommandHandler<GrantCredits> {
   constructor(
     private readonly organizations: OrganizationWriter,
     private readonly clock: Clock,
+    private readonly access: Access,
   ) {}
 
   async execute({ input, context }: GrantCredits) {
     const { organizationId, grantId, amount, source } = input;
+    await this.access.require(context.caller, 'grant', organizationId);
     const priority = input.priority ?? DEFAULT_GRANT_PRIORITY;
     const expiresAt = input.expiresAt == null ? null : toIso(Date.parse(input.expiresAt));
     const written = await this.organizations.execute(
@@ -55,11 +59,19 @@ export class ChargeCharmRunHandler implements ICommandHandler<ChargeCharmRun> {
   constructor(
     private readonly organizations: OrganizationWriter,
     private readonly users: UserWriter,
+    private readonly access: Access,
   ) {}
 
   async execute({ input, context }: ChargeCharmRun) {
     const { runId, charmId, userId, amount } = input;
-    const organizationId = input.organizationId ?? (await activeOrganizationOf(this.users, userId));
+    const organizationId = await payingOrganization(
+      this.access,
+      this.users,
+      context.caller,
+      'charge',
+      userId,
+      input.organizationId,
+    );
     const written = await this.organizations.execute(
       organizationId,
       { type: 'ChargeCharmRun', runId, charmId, userId, amount },
@@ -85,10 +97,12 @@ export class RefundCharmRunHandler implements ICommandHandler<RefundCharmRun> {
   constructor(
     private readonly organizations: OrganizationWriter,
     private readonly clock: Clock,
+    private readonly access: Access,
   ) {}
 
   async execute({ input, context }: RefundCharmRun) {
     const { organizationId, runId, amount, refundId } = input;
+    await this.access.require(context.caller, 'refund', organizationId);
     const written = await this.organizations.execute(
       organizationId,
       { type: 'RefundCharmRun', runId, amount, refundId },
@@ -118,12 +132,20 @@ export class ReserveCreditsHandler implements ICommandHandler<ReserveCredits> {
     private readonly organizations: OrganizationWriter,
     private readonly users: UserWriter,
     private readonly clock: Clock,
+    private readonly access: Access,
   ) {}
 
   async execute({ input, context }: ReserveCredits) {
     const { reservationId, charmId, userId, amount } = input;
     const ttlSeconds = input.ttlSeconds ?? DEFAULT_RESERVATION_TTL_SECONDS;
-    const organizationId = input.organizationId ?? (await activeOrganizationOf(this.users, userId));
+    const organizationId = await payingOrganization(
+      this.access,
+      this.users,
+      context.caller,
+      'reserve',
+      userId,
+      input.organizationId,
+    );
     const written = await this.organizations.execute(
       organizationId,
       { type: 'ReserveCredits', reservationId, charmId, userId, amount, ttlSeconds },
@@ -150,10 +172,12 @@ export class CaptureReservationHandler implements ICommandHandler<CaptureReserva
   constructor(
     private readonly organizations: OrganizationWriter,
     private readonly clock: Clock,
+    private readonly access: Access,
   ) {}
 
   async execute({ input, context }: CaptureReservation) {
     const { organizationId, reservationId, amount, runId } = input;
+    await this.access.require(context.caller, 'capture', organizationId);
     const written = await this.organizations.execute(
       organizationId,
       { type: 'CaptureReservation', reservationId, amount, runId },
@@ -181,10 +205,12 @@ export class ReleaseReservationHandler implements ICommandHandler<ReleaseReserva
   constructor(
     private readonly organizations: OrganizationWriter,
     private readonly clock: Clock,
+    private readonly access: Access,
   ) {}
 
   async execute({ input, context }: ReleaseReservation) {
     const { organizationId, reservationId } = input;
+    await this.access.require(context.caller, 'release', organizationId);
     const written = await this.organizations.execute(
       organizationId,
       { type: 'ReleaseReservation', reservationId },
@@ -208,10 +234,14 @@ export class ReleaseReservationHandler implements ICommandHandler<ReleaseReserva
 
 @CommandHandler(SetLowBalanceThreshold)
 export class SetLowBalanceThresholdHandler implements ICommandHandler<SetLowBalanceThreshold> {
-  constructor(private readonly organizations: OrganizationWriter) {}
+  constructor(
+    private readonly organizations: OrganizationWriter,
+    private readonly access: Access,
+  ) {}
 
   async execute({ input, context }: SetLowBalanceThreshold) {
     const { organizationId, threshold } = input;
+    await this.access.require(context.caller, 'setThreshold', organizationId);
     const written = await this.organizations.execute(
       organizationId,
       { type: 'SetLowBalanceThreshold', threshold },
@@ -242,13 +272,29 @@ export class ExpireDueHandler implements ICommandHandler<ExpireDue> {
   }
 }
 
-/** A charm run or hold that names no organization goes to the user's active one. */
-async function activeOrganizationOf(users: UserWriter, userId: string): Promise<string> {
-  const user = await users.read(userId);
-  if (!user.state.registered) {
-    throw notFound(`user ${userId} is not registered, so has no active organization`);
+/**
+ * Who pays for a run or hold: the organization named, or else the user's active one. Users
+ * and integrations charge only their own runs, where their role allows it.
+ */
+async function payingOrganization(
+  access: Access,
+  users: UserWriter,
+  caller: Caller,
+  action: OrganizationAction,
+  userId: string,
+  named: string | undefined,
+): Promise<string> {
+  access.requireSelf(caller, userId, `${action} charm runs`);
+  let organizationId = named;
+  if (organizationId === undefined) {
+    const user = await users.read(userId);
+    if (!user.state.registered) {
+      throw notFound(`user ${userId} is not registered, so has no active organization`);
+    }
+    organizationId = user.state.activeOrganizationId;
   }
-  return user.state.activeOrganizationId;
+  await access.require(caller, action, organizationId);
+  return organizationId;
 }
 
 function balanceOf(state: OrganizationState, now: number) {

@@ -1,15 +1,21 @@
 import { CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
 import { LedgerError, ValidationFailed } from '../../ledger/errors';
 import { PERSONAL_PREFIX } from '../../ledger/user/personal-organization';
+import { Access } from '../../auth/access';
 import { AddMember, ChangeMemberRole, CreateOrganization, RemoveMember } from '../commands';
+import type { CommandContext } from '../aggregate-writer';
 import { OrganizationWriter, UserWriter } from '../writers';
 
 @CommandHandler(CreateOrganization)
 export class CreateOrganizationHandler implements ICommandHandler<CreateOrganization> {
-  constructor(private readonly organizations: OrganizationWriter) {}
+  constructor(
+    private readonly organizations: OrganizationWriter,
+    private readonly access: Access,
+  ) {}
 
   async execute({ input, context }: CreateOrganization) {
     const { organizationId, name, ownerUserId } = input;
+    this.access.requireUserOrService(context.caller, ownerUserId, 'create organizations');
     if (organizationId.startsWith(PERSONAL_PREFIX)) {
       throw new ValidationFailed([
         { field: 'organizationId', message: `the prefix ${PERSONAL_PREFIX} is reserved` },
@@ -33,10 +39,14 @@ export class CreateOrganizationHandler implements ICommandHandler<CreateOrganiza
 
 @CommandHandler(AddMember)
 export class AddMemberHandler implements ICommandHandler<AddMember> {
-  constructor(private readonly organizations: OrganizationWriter) {}
+  constructor(
+    private readonly organizations: OrganizationWriter,
+    private readonly access: Access,
+  ) {}
 
   async execute({ input, context }: AddMember) {
     const { organizationId, userId, role } = input;
+    await this.access.require(context.caller, 'manageMembers', organizationId);
     const written = await this.organizations.execute(
       organizationId,
       { type: 'AddMember', userId, role, actor: context.actor },
@@ -49,10 +59,14 @@ export class AddMemberHandler implements ICommandHandler<AddMember> {
 
 @CommandHandler(ChangeMemberRole)
 export class ChangeMemberRoleHandler implements ICommandHandler<ChangeMemberRole> {
-  constructor(private readonly organizations: OrganizationWriter) {}
+  constructor(
+    private readonly organizations: OrganizationWriter,
+    private readonly access: Access,
+  ) {}
 
   async execute({ input, context }: ChangeMemberRole) {
     const { organizationId, userId, role } = input;
+    await this.access.require(context.caller, 'manageMembers', organizationId);
     const written = await this.organizations.execute(
       organizationId,
       { type: 'ChangeMemberRole', userId, role, actor: context.actor },
@@ -69,10 +83,12 @@ export class RemoveMemberHandler implements ICommandHandler<RemoveMember> {
   constructor(
     private readonly organizations: OrganizationWriter,
     private readonly users: UserWriter,
+    private readonly access: Access,
   ) {}
 
   async execute({ input, context }: RemoveMember) {
     const { organizationId, userId } = input;
+    await this.access.require(context.caller, 'manageMembers', organizationId);
     const written = await this.organizations.execute(
       organizationId,
       { type: 'RemoveMember', userId, actor: context.actor },
@@ -90,7 +106,7 @@ export async function leaveOrganization(
   organizations: OrganizationWriter,
   organizationId: string,
   userId: string,
-  context: RemoveMember['context'],
+  context: CommandContext,
 ): Promise<void> {
   const organization = await organizations.read(organizationId);
   try {

@@ -1,6 +1,7 @@
 import { CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
 import { notFound } from '../../ledger/errors';
 import { availableCredits } from '../../ledger/organization/burn-down';
+import { Access } from '../../auth/access';
 import { Clock } from '../clock';
 import { ReceiveTransfer, TransferCredits } from '../commands';
 import { CrashPoints } from '../crash-points';
@@ -17,10 +18,12 @@ export class TransferCreditsHandler implements ICommandHandler<TransferCredits> 
     private readonly organizations: OrganizationWriter,
     private readonly clock: Clock,
     private readonly crashPoints: CrashPoints,
+    private readonly access: Access,
   ) {}
 
   async execute({ input, context }: TransferCredits) {
     const { organizationId, transferId, toOrganizationId, amount } = input;
+    await this.access.require(context.caller, 'transferOut', organizationId);
     const recipient = await this.organizations.read(toOrganizationId);
     if (!recipient.state.exists) {
       throw notFound(`organization ${toOrganizationId} not found`, { field: 'toOrganizationId' });

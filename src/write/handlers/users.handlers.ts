@@ -5,6 +5,7 @@ import {
   personalOrganizationName,
 } from '../../ledger/user/personal-organization';
 import { RegisterUser, SwitchActiveOrganization } from '../commands';
+import { Access } from '../../auth/access';
 import { CrashPoints } from '../crash-points';
 import { OrganizationWriter, UserWriter } from '../writers';
 import type { CommandContext } from '../aggregate-writer';
@@ -16,10 +17,12 @@ export class RegisterUserHandler implements ICommandHandler<RegisterUser> {
     private readonly users: UserWriter,
     private readonly organizations: OrganizationWriter,
     private readonly crashPoints: CrashPoints,
+    private readonly access: Access,
   ) {}
 
   async execute({ input, context }: RegisterUser) {
     const { userId, name } = input;
+    this.access.requireUserOrService(context.caller, userId, 'sign up');
     const written = await this.users.execute(
       userId,
       {
@@ -79,10 +82,12 @@ export class SwitchActiveOrganizationHandler implements ICommandHandler<SwitchAc
   constructor(
     private readonly users: UserWriter,
     private readonly organizations: OrganizationWriter,
+    private readonly access: Access,
   ) {}
 
   async execute({ input, context }: SwitchActiveOrganization) {
     const { userId, organizationId } = input;
+    this.access.requireUserOrService(context.caller, userId, 'switch the active organization');
     const organization = await this.organizations.read(organizationId);
     if (!organization.state.exists) throw notFound(`organization ${organizationId} not found`);
     const written = await this.users.execute(
