@@ -17,7 +17,12 @@ class TestConfigModule {
     return {
       module: TestConfigModule,
       global: true,
-      providers: [{ provide: LEDGER_CONFIG, useValue: loadConfig(env) }],
+      providers: [
+        {
+          provide: LEDGER_CONFIG,
+          useValue: loadConfig({ LEDGER_JWT_SECRET: 'x'.repeat(32), ...env }),
+        },
+      ],
       exports: [LEDGER_CONFIG],
     };
   }

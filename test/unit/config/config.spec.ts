@@ -42,6 +42,7 @@ describe('loadConfig', () => {
         LEDGER_EVENT_STORE: 'postgres',
         DATABASE_URL: 'postgres://ledger@db/ledger',
         LOG_LEVEL: 'debug',
+        LEDGER_JWT_SECRET: 'a-secret-of-at-least-thirty-two-chars',
       }),
     ).toMatchObject({
       port: 8080,
@@ -51,6 +52,36 @@ describe('loadConfig', () => {
       databaseUrl: 'postgres://ledger@db/ledger',
       logLevel: 'debug',
     });
+  });
+
+  it('never runs unauthenticated: a production store needs a secret or a JWKS', () => {
+    expect(() => loadConfig({ LEDGER_EVENT_STORE: 'postgres' })).toThrow(
+      /^Missing setting LEDGER_JWT_SECRET/,
+    );
+    expect(
+      loadConfig({
+        LEDGER_EVENT_STORE: 'eventstoredb',
+        LEDGER_JWKS_URL: 'https://id.example/jwks.json',
+        LEDGER_JWT_ISSUER: 'https://id.example/',
+        LEDGER_JWT_AUDIENCE: 'ledger',
+      }).jwksUrl,
+    ).toBe('https://id.example/jwks.json');
+  });
+
+  it('pins issuer and audience with a JWKS, and takes one kind of key only', () => {
+    expect(() => loadConfig({ LEDGER_JWKS_URL: 'https://id.example/jwks.json' })).toThrow(
+      /LEDGER_JWT_ISSUER/,
+    );
+    expect(() =>
+      loadConfig({ LEDGER_JWKS_URL: 'https://x/jwks', LEDGER_JWT_ISSUER: 'https://x/' }),
+    ).toThrow(/LEDGER_JWT_AUDIENCE/);
+    expect(() =>
+      loadConfig({ LEDGER_JWT_SECRET: 'x'.repeat(32), LEDGER_JWKS_URL: 'https://x/jwks' }),
+    ).toThrow(/not both/);
+  });
+
+  it('refuses a short HS256 secret', () => {
+    expect(() => loadConfig({ LEDGER_JWT_SECRET: 'short' })).toThrow(/LEDGER_JWT_SECRET/);
   });
 
   it('splits NATS_URL on commas', () => {
