@@ -1,5 +1,7 @@
 import { Global, Module, type DynamicModule } from '@nestjs/common';
 import { APP_GUARD } from '@nestjs/core';
+import { HealthGrpcController } from './api/grpc/health.grpc-controller';
+import { LedgerGrpcController } from './api/grpc/ledger.grpc-controller';
 import { BalanceController } from './api/http/balance.controller';
 import { CreditsController } from './api/http/credits.controller';
 import { HealthModule } from './api/http/health.controller';
@@ -25,7 +27,7 @@ class ConfigModule {
   }
 }
 
-/** HTTP, the write side and the event store in one process; adapters chosen from config. */
+/** HTTP, gRPC, the write side and the event store in one process; adapters chosen from config. */
 @Module({})
 export class AppModule {
   static forRoot(config: LedgerConfig): DynamicModule {
@@ -40,7 +42,14 @@ export class AppModule {
         MetricsModule,
         WriteModule,
       ],
-      controllers: [UsersController, OrganizationsController, CreditsController, BalanceController],
+      controllers: [
+        UsersController,
+        OrganizationsController,
+        CreditsController,
+        BalanceController,
+        LedgerGrpcController,
+        HealthGrpcController,
+      ],
       providers: [{ provide: APP_GUARD, useClass: AuthenticationGuard }],
     };
   }

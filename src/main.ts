@@ -1,6 +1,7 @@
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { Logger } from 'nestjs-pino';
+import { grpcOptions } from './api/grpc/grpc-options';
 import { configureHttp } from './api/http/http-setup';
 import { AppModule } from './app.module';
 import { ConfigError, LedgerConfig, loadConfig } from './config/config';
@@ -25,7 +26,9 @@ async function bootstrap(): Promise<void> {
   const logger = app.get(Logger);
   app.useLogger(logger);
   configureHttp(app);
+  app.connectMicroservice(grpcOptions(config));
   try {
+    await app.startAllMicroservices();
     await app.listen(config.port);
   } catch (error) {
     logger.error(error instanceof Error ? error : new Error(String(error)), 'Bootstrap');
@@ -33,7 +36,10 @@ async function bootstrap(): Promise<void> {
     process.exitCode = 1;
     return;
   }
-  logger.log(`Credit ledger listening on ${await app.getUrl()}`, 'Bootstrap');
+  logger.log(
+    `Credit ledger listening on ${await app.getUrl()} (HTTP) and port ${config.grpcPort} (gRPC)`,
+    'Bootstrap',
+  );
 }
 
 bootstrap().catch((error: unknown) => {

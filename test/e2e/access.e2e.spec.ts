@@ -127,15 +127,13 @@ describe('who may do what', () => {
       allowed: EVERYONE,
       writes: true,
       call: (as, cell, caller) =>
-        as
-          .post('/v1/charm-runs')
-          .send({
-            runId: cell,
-            charmId: 'c',
-            userId: actingUser(caller),
-            amount: 1,
-            organizationId: 'acme',
-          }),
+        as.post('/v1/charm-runs').send({
+          runId: cell,
+          charmId: 'c',
+          userId: actingUser(caller),
+          amount: 1,
+          organizationId: 'acme',
+        }),
     },
     {
       name: 'reserve',

@@ -6,6 +6,7 @@ import type { NestExpressApplication } from '@nestjs/platform-express';
 import { Test } from '@nestjs/testing';
 import request from 'supertest';
 import type TestAgent from 'supertest/lib/agent';
+import { grpcOptions } from '../../src/api/grpc/grpc-options';
 import { configureHttp } from '../../src/api/http/http-setup';
 import { AppModule } from '../../src/app.module';
 import { loadConfig } from '../../src/config/config';
@@ -41,7 +42,7 @@ export const removeDataDir = (dir: string) => rmSync(dir, { recursive: true, for
 /** The whole service in this process, on the embedded store in `dataDir`. */
 export async function startLedger(
   dataDir: string,
-  options: { clock?: Clock; env?: Record<string, string> } = {},
+  options: { clock?: Clock; env?: Record<string, string>; grpcPort?: number } = {},
 ): Promise<RunningLedger> {
   const config = loadConfig({
     LEDGER_DATA_DIR: dataDir,
@@ -54,6 +55,10 @@ export async function startLedger(
   const moduleRef = await builder.compile();
   const app = moduleRef.createNestApplication<NestExpressApplication>({ logger: false });
   configureHttp(app);
+  if (options.grpcPort !== undefined) {
+    app.connectMicroservice(grpcOptions({ grpcPort: options.grpcPort }, '127.0.0.1'));
+    await app.startAllMicroservices();
+  }
   await app.init();
   return {
     app,
