@@ -26,7 +26,7 @@ describe('tokens and callers', () => {
     removeDataDir(dataDir);
   });
 
-  const signed = (claims: Record<string, unknown>, secret = TEST_SECRET) =>
+  const signed = (claims: Record<string, unknown>) =>
     new SignJWT(claims)
       .setProtectedHeader({ alg: 'HS256' })
       .setSubject('ops')
