@@ -1,0 +1,75 @@
+import type { Actor } from '../../../src/ledger/actor';
+import { decide } from '../../../src/ledger/organization/decide';
+import type { Allocation, OrganizationEvent, Role } from '../../../src/ledger/organization/events';
+import { evolve } from '../../../src/ledger/organization/evolve';
+import { initialOrganizationState } from '../../../src/ledger/organization/state';
+import { specification, type Given } from '../../support/decider';
+
+/** Shorthands for the organization decider's tests. */
+export const organization = specification({
+  initialState: initialOrganizationState,
+  decide,
+  evolve,
+});
+
+export type Event = Given<OrganizationEvent>;
+
+export const SERVICE: Actor = { kind: 'service', id: 'ops' };
+export const user = (id: string): Actor => ({ kind: 'user', id });
+
+export const created = (kind: 'company' | 'personal' = 'company'): Event => ({
+  type: 'OrganizationCreated',
+  data: { organizationId: 'acme', name: 'Acme', kind, ownerUserId: 'olga' },
+});
+export const memberAdded = (userId: string, role: Role): Event => ({
+  type: 'MemberAdded',
+  data: { userId, role },
+});
+export const granted = (
+  grantId: string,
+  amount: number,
+  options: { priority?: number; expiresAt?: string | null; occurredAt?: string } = {},
+): Event => ({
+  type: 'CreditsGranted',
+  data: {
+    grantId,
+    amount,
+    source: 'purchase',
+    priority: options.priority ?? 100,
+    expiresAt: options.expiresAt ?? null,
+  },
+  ...(options.occurredAt === undefined ? {} : { occurredAt: options.occurredAt }),
+});
+export const charged = (
+  runId: string,
+  allocations: Allocation[],
+  options: { userId?: string; charmId?: string; occurredAt?: string } = {},
+): Event => ({
+  type: 'CharmRunCharged',
+  data: {
+    runId,
+    charmId: options.charmId ?? 'summarize',
+    userId: options.userId ?? 'olga',
+    amount: allocations.reduce((sum, allocation) => sum + allocation.amount, 0),
+    allocations,
+  },
+  ...(options.occurredAt === undefined ? {} : { occurredAt: options.occurredAt }),
+});
+export const reserved = (
+  reservationId: string,
+  allocations: Allocation[],
+  expiresAt: string,
+): Event => ({
+  type: 'CreditsReserved',
+  data: {
+    reservationId,
+    charmId: 'long-charm',
+    userId: 'olga',
+    amount: allocations.reduce((sum, allocation) => sum + allocation.amount, 0),
+    expiresAt,
+    allocations,
+  },
+});
+
+export const charge = (runId: string, amount: number, userId = 'olga') =>
+  ({ type: 'ChargeCharmRun', runId, charmId: 'summarize', userId, amount }) as const;
