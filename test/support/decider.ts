@@ -16,9 +16,9 @@ export const DAY = 24 * HOUR;
 export const at = (millis: number) => new Date(millis).toISOString();
 
 /** Events as tests write them: the time is optional and defaults to T0. */
-export type Given<Event extends { occurredAt: string }> = Omit<Event, 'occurredAt'> & {
-  occurredAt?: string;
-};
+export type Given<Event extends { occurredAt: string }> = Event extends unknown
+  ? Omit<Event, 'occurredAt'> & { occurredAt?: string }
+  : never;
 type Untimed<Event> = Event extends unknown ? Omit<Event, 'occurredAt'> : never;
 
 export function specification<State, Command, Event extends { occurredAt: string }>(

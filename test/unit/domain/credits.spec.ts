@@ -259,14 +259,12 @@ describe('credits: refunds', () => {
       },
     ]);
     partly.when(refund(6)).thenThrows('CONFLICT', /at most 5/);
-    partly
-      .when(refund(5))
-      .then([
-        {
-          type: 'CharmRunRefunded',
-          data: { runId: 'r1', amount: 5, allocations: [{ grantId: 'a', amount: 5 }] },
-        },
-      ]);
+    partly.when(refund(5)).then([
+      {
+        type: 'CharmRunRefunded',
+        data: { runId: 'r1', amount: 5, allocations: [{ grantId: 'a', amount: 5 }] },
+      },
+    ]);
     const all = organization.given([
       ...run,
       {

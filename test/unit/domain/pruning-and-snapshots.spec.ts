@@ -1,0 +1,102 @@
+import { balanceAt } from '../../../src/ledger/organization/balance';
+import { decide } from '../../../src/ledger/organization/decide';
+import { evolve } from '../../../src/ledger/organization/evolve';
+import {
+  deserializeOrganization,
+  serializeOrganization,
+} from '../../../src/ledger/organization/snapshot';
+import { at, DAY, T0 } from '../../support/decider';
+import {
+  charge,
+  charged,
+  created,
+  granted,
+  memberAdded,
+  organization,
+  reserved,
+  type Event,
+} from './organization-fixtures';
+
+describe('idempotency window', () => {
+  const old = [created(), granted('g', 100), charged('r1', [{ grantId: 'g', amount: 5 }])];
+  /** Any later event moves event time on; keys past 7 days are dropped then. */
+  const later = (days: number) => ({
+    ...memberAdded(`u-${days}`, 'member'),
+    occurredAt: at(T0 + days * DAY),
+  });
+
+  it('remembers a runId for 7 days', () => {
+    organization
+      .given([...old, later(6)])
+      .when(charge('r1', 5), T0 + 6 * DAY)
+      .thenNothing();
+  });
+
+  it('forgets it after 7 days: the run can no longer be refunded, and the id is free again', () => {
+    const given = organization.given([...old, later(8)]);
+    expect(given.state.runs.has('r1')).toBe(false);
+    given.when({ type: 'RefundCharmRun', runId: 'r1' }, T0 + 8 * DAY).thenThrows('NOT_FOUND');
+    expect(given.when(charge('r1', 5), T0 + 8 * DAY).events()).toHaveLength(1);
+  });
+
+  it('drops spent grants untouched for 7 days, but never one with credits held', () => {
+    const spent = [
+      created(),
+      granted('spent', 5),
+      charged('r1', [{ grantId: 'spent', amount: 5 }]),
+    ];
+    expect(organization.given([...spent, later(8)]).state.grants.has('spent')).toBe(false);
+    const held = [
+      created(),
+      granted('held', 5),
+      reserved('h1', [{ grantId: 'held', amount: 5 }], at(T0 + 7 * DAY)),
+    ];
+    expect(organization.given([...held, later(8)]).state.grants.get('held')).toMatchObject({
+      held: 5,
+    });
+  });
+});
+
+describe('snapshots', () => {
+  it('restore a state that decides and balances exactly as the folded one', () => {
+    const events: Event[] = [
+      created(),
+      memberAdded('bob', 'member'),
+      granted('a', 50, { priority: 1 }),
+      granted('b', 50, { expiresAt: at(T0 + DAY) }),
+      charged('r1', [{ grantId: 'a', amount: 20 }]),
+      reserved('h1', [{ grantId: 'a', amount: 10 }], at(T0 + DAY)),
+      {
+        type: 'CharmRunRefunded',
+        data: { runId: 'r1', amount: 5, allocations: [{ grantId: 'a', amount: 5 }], refundId: 'x' },
+      } as const,
+      { type: 'LowBalanceThresholdSet', data: { threshold: 30 } },
+    ];
+    const { state } = organization.given(events);
+    const restored = deserializeOrganization(serializeOrganization(state));
+    expect(balanceAt(restored, T0)).toEqual(balanceAt(state, T0));
+    expect(restored.burnDownOrder).toEqual(state.burnDownOrder);
+    const commands = [
+      charge('r1', 20),
+      charge('r2', 60),
+      charge('r3', 30, 'bob'),
+      { type: 'RefundCharmRun', runId: 'r1', amount: 5, refundId: 'x' } as const,
+      { type: 'CaptureReservation', reservationId: 'h1', amount: 4 } as const,
+      { type: 'ExpireDue' } as const,
+    ];
+    for (const command of commands) {
+      const attempt = (from: typeof state) => {
+        try {
+          return decide(command, from, T0 + DAY).map(({ type, data }) => ({ type, data }));
+        } catch (error) {
+          return (error as { code: string }).code;
+        }
+      };
+      expect(attempt(restored)).toEqual(attempt(state));
+    }
+    const next = decide(charge('r9', 3), restored, T0);
+    expect(balanceAt(next.reduce(evolve, restored), T0)).toEqual(
+      balanceAt(decide(charge('r9', 3), state, T0).reduce(evolve, state), T0),
+    );
+  });
+});
