@@ -109,6 +109,17 @@ export class AggregateWriter<State, Command, Event extends DomainEvent> {
     }) as Promise<Written<Answer>>;
   }
 
+  /** As `execute`, with the write's position folded into the answer. */
+  async reply<Answer extends object>(
+    id: string,
+    command: Command,
+    context: CommandContext,
+    answer: (outcome: Outcome<State, Event>) => Answer,
+  ): Promise<Answer & { position: bigint }> {
+    const written = await this.execute(id, command, context, answer);
+    return { ...written.answer, position: written.position };
+  }
+
   /** The current state (strongly consistent within this process). */
   async read(id: string): Promise<Loaded<State>> {
     return this.load(id);

@@ -35,7 +35,7 @@ export class GrantCreditsHandler implements ICommandHandler<GrantCredits> {
     await this.access.require(context.caller, 'grant', organizationId);
     const priority = input.priority ?? DEFAULT_GRANT_PRIORITY;
     const expiresAt = input.expiresAt == null ? null : toIso(Date.parse(input.expiresAt));
-    const written = await this.organizations.execute(
+    return this.organizations.reply(
       organizationId,
       { type: 'GrantCredits', grantId, amount, source, priority, expiresAt },
       context,
@@ -50,7 +50,6 @@ export class GrantCreditsHandler implements ICommandHandler<GrantCredits> {
         replayed,
       }),
     );
-    return { ...written.answer, position: written.position };
   }
 }
 
@@ -72,7 +71,7 @@ export class ChargeCharmRunHandler implements ICommandHandler<ChargeCharmRun> {
       userId,
       input.organizationId,
     );
-    const written = await this.organizations.execute(
+    return this.organizations.reply(
       organizationId,
       { type: 'ChargeCharmRun', runId, charmId, userId, amount },
       context,
@@ -88,7 +87,6 @@ export class ChargeCharmRunHandler implements ICommandHandler<ChargeCharmRun> {
         };
       },
     );
-    return { ...written.answer, position: written.position };
   }
 }
 
@@ -103,7 +101,7 @@ export class RefundCharmRunHandler implements ICommandHandler<RefundCharmRun> {
   async execute({ input, context }: RefundCharmRun) {
     const { organizationId, runId, amount, refundId } = input;
     await this.access.require(context.caller, 'refund', organizationId);
-    const written = await this.organizations.execute(
+    return this.organizations.reply(
       organizationId,
       { type: 'RefundCharmRun', runId, amount, refundId },
       context,
@@ -122,7 +120,6 @@ export class RefundCharmRunHandler implements ICommandHandler<RefundCharmRun> {
         };
       },
     );
-    return { ...written.answer, position: written.position };
   }
 }
 
@@ -146,7 +143,7 @@ export class ReserveCreditsHandler implements ICommandHandler<ReserveCredits> {
       userId,
       input.organizationId,
     );
-    const written = await this.organizations.execute(
+    return this.organizations.reply(
       organizationId,
       { type: 'ReserveCredits', reservationId, charmId, userId, amount, ttlSeconds },
       context,
@@ -163,7 +160,6 @@ export class ReserveCreditsHandler implements ICommandHandler<ReserveCredits> {
         };
       },
     );
-    return { ...written.answer, position: written.position };
   }
 }
 
@@ -178,7 +174,7 @@ export class CaptureReservationHandler implements ICommandHandler<CaptureReserva
   async execute({ input, context }: CaptureReservation) {
     const { organizationId, reservationId, amount, runId } = input;
     await this.access.require(context.caller, 'capture', organizationId);
-    const written = await this.organizations.execute(
+    return this.organizations.reply(
       organizationId,
       { type: 'CaptureReservation', reservationId, amount, runId },
       context,
@@ -196,7 +192,6 @@ export class CaptureReservationHandler implements ICommandHandler<CaptureReserva
         };
       },
     );
-    return { ...written.answer, position: written.position };
   }
 }
 
@@ -211,7 +206,7 @@ export class ReleaseReservationHandler implements ICommandHandler<ReleaseReserva
   async execute({ input, context }: ReleaseReservation) {
     const { organizationId, reservationId } = input;
     await this.access.require(context.caller, 'release', organizationId);
-    const written = await this.organizations.execute(
+    return this.organizations.reply(
       organizationId,
       { type: 'ReleaseReservation', reservationId },
       context,
@@ -228,7 +223,6 @@ export class ReleaseReservationHandler implements ICommandHandler<ReleaseReserva
         };
       },
     );
-    return { ...written.answer, position: written.position };
   }
 }
 
@@ -242,7 +236,7 @@ export class SetLowBalanceThresholdHandler implements ICommandHandler<SetLowBala
   async execute({ input, context }: SetLowBalanceThreshold) {
     const { organizationId, threshold } = input;
     await this.access.require(context.caller, 'setThreshold', organizationId);
-    const written = await this.organizations.execute(
+    return this.organizations.reply(
       organizationId,
       { type: 'SetLowBalanceThreshold', threshold },
       context,
@@ -253,7 +247,6 @@ export class SetLowBalanceThresholdHandler implements ICommandHandler<SetLowBala
         replayed,
       }),
     );
-    return { ...written.answer, position: written.position };
   }
 }
 
@@ -262,13 +255,12 @@ export class ExpireDueHandler implements ICommandHandler<ExpireDue> {
   constructor(private readonly organizations: OrganizationWriter) {}
 
   async execute({ input, context }: ExpireDue) {
-    const written = await this.organizations.execute(
+    return this.organizations.reply(
       input.organizationId,
       { type: 'ExpireDue' },
       context,
       ({ events, replayed }) => ({ events: events.length, replayed }),
     );
-    return { ...written.answer, position: written.position };
   }
 }
 

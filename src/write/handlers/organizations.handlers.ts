@@ -21,7 +21,7 @@ export class CreateOrganizationHandler implements ICommandHandler<CreateOrganiza
         { field: 'organizationId', message: `the prefix ${PERSONAL_PREFIX} is reserved` },
       ]);
     }
-    const written = await this.organizations.execute(
+    return this.organizations.reply(
       organizationId,
       { type: 'CreateOrganization', organizationId, name, kind: 'company', ownerUserId },
       context,
@@ -33,7 +33,6 @@ export class CreateOrganizationHandler implements ICommandHandler<CreateOrganiza
         replayed,
       }),
     );
-    return { ...written.answer, position: written.position };
   }
 }
 
@@ -47,13 +46,12 @@ export class AddMemberHandler implements ICommandHandler<AddMember> {
   async execute({ input, context }: AddMember) {
     const { organizationId, userId, role } = input;
     await this.access.require(context.caller, 'manageMembers', organizationId);
-    const written = await this.organizations.execute(
+    return this.organizations.reply(
       organizationId,
       { type: 'AddMember', userId, role, actor: context.actor },
       context,
       ({ replayed }) => ({ organizationId, userId, role, replayed }),
     );
-    return { ...written.answer, position: written.position };
   }
 }
 
@@ -67,13 +65,12 @@ export class ChangeMemberRoleHandler implements ICommandHandler<ChangeMemberRole
   async execute({ input, context }: ChangeMemberRole) {
     const { organizationId, userId, role } = input;
     await this.access.require(context.caller, 'manageMembers', organizationId);
-    const written = await this.organizations.execute(
+    return this.organizations.reply(
       organizationId,
       { type: 'ChangeMemberRole', userId, role, actor: context.actor },
       context,
       ({ replayed }) => ({ organizationId, userId, role, replayed }),
     );
-    return { ...written.answer, position: written.position };
   }
 }
 
@@ -89,14 +86,14 @@ export class RemoveMemberHandler implements ICommandHandler<RemoveMember> {
   async execute({ input, context }: RemoveMember) {
     const { organizationId, userId } = input;
     await this.access.require(context.caller, 'manageMembers', organizationId);
-    const written = await this.organizations.execute(
+    const reply = await this.organizations.reply(
       organizationId,
       { type: 'RemoveMember', userId, actor: context.actor },
       context,
       ({ replayed }) => ({ organizationId, userId, replayed }),
     );
     await leaveOrganization(this.users, this.organizations, organizationId, userId, context);
-    return { ...written.answer, position: written.position };
+    return reply;
   }
 }
 

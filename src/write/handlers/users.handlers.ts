@@ -90,7 +90,7 @@ export class SwitchActiveOrganizationHandler implements ICommandHandler<SwitchAc
     this.access.requireUserOrService(context.caller, userId, 'switch the active organization');
     const organization = await this.organizations.read(organizationId);
     if (!organization.state.exists) throw notFound(`organization ${organizationId} not found`);
-    const written = await this.users.execute(
+    return this.users.reply(
       userId,
       {
         type: 'SwitchActiveOrganization',
@@ -100,6 +100,5 @@ export class SwitchActiveOrganizationHandler implements ICommandHandler<SwitchAc
       context,
       ({ state, replayed }) => ({ activeOrganizationId: state.activeOrganizationId, replayed }),
     );
-    return { ...written.answer, position: written.position };
   }
 }
