@@ -1,4 +1,6 @@
 import { writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { exportJWK, generateKeyPair, SignJWT, UnsecuredJWT } from 'jose';
 import request from 'supertest';
@@ -278,6 +280,46 @@ describe('tokens from a JWKS', () => {
       expect(refused.status).toBe(401);
     } finally {
       await ledger.close();
+      removeDataDir(dataDir);
+    }
+  });
+
+  it('fetches the key set from an https/http URL', async () => {
+    dataDir = newDataDir();
+    const { publicKey, privateKey } = await generateKeyPair('ES256');
+    const jwks = {
+      keys: [{ ...(await exportJWK(publicKey)), kid: 'e1', alg: 'ES256', use: 'sig' }],
+    };
+    const server = createServer((_, response) => {
+      response.setHeader('content-type', 'application/json');
+      response.end(JSON.stringify(jwks));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    ledger = await startLedger(dataDir, {
+      env: {
+        LEDGER_JWT_SECRET: '',
+        LEDGER_JWKS_URL: `http://127.0.0.1:${port}/.well-known/jwks.json`,
+        LEDGER_JWT_ISSUER: ISSUER,
+        LEDGER_JWT_AUDIENCE: AUDIENCE,
+      },
+    });
+    try {
+      const es256 = await new SignJWT({ scope: 'ledger:service' })
+        .setProtectedHeader({ alg: 'ES256', kid: 'e1' })
+        .setSubject('ops')
+        .setIssuer(ISSUER)
+        .setAudience(AUDIENCE)
+        .setExpirationTime('5m')
+        .sign(privateKey);
+      await request(ledger.app.getHttpServer())
+        .post('/v1/users')
+        .set('authorization', `Bearer ${es256}`)
+        .send({ userId: 'remote' })
+        .expect(201);
+    } finally {
+      await ledger.close();
+      server.close();
       removeDataDir(dataDir);
     }
   });
