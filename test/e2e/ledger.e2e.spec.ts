@@ -307,6 +307,7 @@ describe('credit ledger over HTTP', () => {
       reservationId: 'h3',
       amount: 5,
       reason: 'expired',
+      allocations: [{ grantId: 'g', amount: 5 }],
     });
     expect((await balance('holds')).available).toBe(75);
   });

@@ -143,6 +143,9 @@ export function decide(
           runId: run.runId,
           amount,
           allocations,
+          charmId: run.charmId,
+          userId: run.userId,
+          chargedAt: toIso(run.chargedAt),
           ...(command.refundId === undefined ? {} : { refundId: command.refundId }),
         }),
         ...expireReturnedCredits(state, allocations, now, event),
@@ -207,6 +210,9 @@ export function decide(
           amount: command.amount,
           released: reservation.amount - command.amount,
           allocations,
+          releasedAllocations: giveBack,
+          charmId: reservation.charmId,
+          userId: reservation.userId,
         }),
         ...expireReturnedCredits(state, giveBack, now, event),
       ];
@@ -381,7 +387,12 @@ function releaseReservation(
   const reservation = state.reservations.get(reservationId)!;
   const reason = now >= reservation.expiresAt ? 'expired' : 'released';
   return [
-    event('ReservationReleased', { reservationId, amount: reservation.amount, reason }),
+    event('ReservationReleased', {
+      reservationId,
+      amount: reservation.amount,
+      reason,
+      allocations: [...reservation.allocations],
+    }),
     ...expireReturnedCredits(state, reservation.allocations, now, event),
   ];
 }

@@ -54,7 +54,16 @@ export type CharmRunCharged = Event<
 >;
 export type CharmRunRefunded = Event<
   'CharmRunRefunded',
-  { runId: string; amount: number; allocations: Allocation[]; refundId?: string }
+  {
+    runId: string;
+    amount: number;
+    allocations: Allocation[];
+    /** The run's charm, user and time, so usage can be corrected without a lookup. */
+    charmId: string;
+    userId: string;
+    chargedAt: string;
+    refundId?: string;
+  }
 >;
 export type CreditsReserved = Event<
   'CreditsReserved',
@@ -77,11 +86,22 @@ export type ReservationCaptured = Event<
     released: number;
     /** The grants the captured credits came from. */
     allocations: Allocation[];
+    /** The grants the rest went back to. */
+    releasedAllocations: Allocation[];
+    /** The run's charm and user, as on the hold. */
+    charmId: string;
+    userId: string;
   }
 >;
 export type ReservationReleased = Event<
   'ReservationReleased',
-  { reservationId: string; amount: number; reason: 'released' | 'expired' }
+  {
+    reservationId: string;
+    amount: number;
+    reason: 'released' | 'expired';
+    /** The grants the held credits went back to. */
+    allocations: Allocation[];
+  }
 >;
 export type CreditsExpired = Event<'CreditsExpired', { grantId: string; amount: number }>;
 export type CreditsTransferredOut = Event<

@@ -213,6 +213,9 @@ describe('credits: refunds', () => {
         {
           type: 'CharmRunRefunded',
           data: {
+            charmId: 'summarize',
+            userId: 'olga',
+            chargedAt: at(T0),
             runId: 'r1',
             amount: 15,
             allocations: [
@@ -232,6 +235,9 @@ describe('credits: refunds', () => {
         {
           type: 'CharmRunRefunded',
           data: {
+            charmId: 'summarize',
+            userId: 'olga',
+            chargedAt: at(T0),
             runId: 'r1',
             amount: 7,
             allocations: [
@@ -249,6 +255,9 @@ describe('credits: refunds', () => {
       {
         type: 'CharmRunRefunded',
         data: {
+          charmId: 'summarize',
+          userId: 'olga',
+          chargedAt: at(T0),
           runId: 'r1',
           amount: 10,
           allocations: [
@@ -262,7 +271,14 @@ describe('credits: refunds', () => {
     partly.when(refund(5)).then([
       {
         type: 'CharmRunRefunded',
-        data: { runId: 'r1', amount: 5, allocations: [{ grantId: 'a', amount: 5 }] },
+        data: {
+          charmId: 'summarize',
+          userId: 'olga',
+          chargedAt: at(T0),
+          runId: 'r1',
+          amount: 5,
+          allocations: [{ grantId: 'a', amount: 5 }],
+        },
       },
     ]);
     const all = organization.given([
@@ -270,6 +286,9 @@ describe('credits: refunds', () => {
       {
         type: 'CharmRunRefunded',
         data: {
+          charmId: 'summarize',
+          userId: 'olga',
+          chargedAt: at(T0),
           runId: 'r1',
           amount: 15,
           allocations: [
@@ -298,7 +317,14 @@ describe('credits: refunds', () => {
       .then([
         {
           type: 'CharmRunRefunded',
-          data: { runId: 'r1', amount: 4, allocations: [{ grantId: 'short', amount: 4 }] },
+          data: {
+            charmId: 'summarize',
+            userId: 'olga',
+            chargedAt: at(T0),
+            runId: 'r1',
+            amount: 4,
+            allocations: [{ grantId: 'short', amount: 4 }],
+          },
         },
         { type: 'CreditsExpired', data: { grantId: 'short', amount: 4 } },
       ]);
@@ -310,6 +336,9 @@ describe('credits: refunds', () => {
       {
         type: 'CharmRunRefunded',
         data: {
+          charmId: 'summarize',
+          userId: 'olga',
+          chargedAt: at(T0),
           runId: 'r1',
           amount: 3,
           allocations: [{ grantId: 'b', amount: 3 }],

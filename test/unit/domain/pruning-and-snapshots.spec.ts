@@ -68,7 +68,15 @@ describe('snapshots', () => {
       reserved('h1', [{ grantId: 'a', amount: 10 }], at(T0 + DAY)),
       {
         type: 'CharmRunRefunded',
-        data: { runId: 'r1', amount: 5, allocations: [{ grantId: 'a', amount: 5 }], refundId: 'x' },
+        data: {
+          charmId: 'summarize',
+          userId: 'olga',
+          chargedAt: at(T0),
+          runId: 'r1',
+          amount: 5,
+          allocations: [{ grantId: 'a', amount: 5 }],
+          refundId: 'x',
+        },
       } as const,
       { type: 'LowBalanceThresholdSet', data: { threshold: 30 } },
     ];

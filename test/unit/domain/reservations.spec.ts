@@ -60,6 +60,9 @@ describe('reservations', () => {
             amount: 25,
             released: 15,
             allocations: [{ grantId: 'g', amount: 25 }],
+            releasedAllocations: [{ grantId: 'g', amount: 15 }],
+            charmId: 'long-charm',
+            userId: 'olga',
           },
         },
       ]);
@@ -73,6 +76,9 @@ describe('reservations', () => {
           amount: 25,
           released: 15,
           allocations: [{ grantId: 'g', amount: 25 }],
+          releasedAllocations: [{ grantId: 'g', amount: 15 }],
+          charmId: 'long-charm',
+          userId: 'olga',
         },
       },
     ]);
@@ -82,7 +88,14 @@ describe('reservations', () => {
     after.when({ type: 'RefundCharmRun', runId: 'run-9', amount: 5 }).then([
       {
         type: 'CharmRunRefunded',
-        data: { runId: 'run-9', amount: 5, allocations: [{ grantId: 'g', amount: 5 }] },
+        data: {
+          charmId: 'long-charm',
+          userId: 'olga',
+          chargedAt: at(T0),
+          runId: 'run-9',
+          amount: 5,
+          allocations: [{ grantId: 'g', amount: 5 }],
+        },
       },
     ]);
     after.when(capture(25, 'run-9')).thenNothing();
@@ -125,7 +138,12 @@ describe('reservations', () => {
       .then([
         {
           type: 'ReservationReleased',
-          data: { reservationId: 'h1', amount: 40, reason: 'released' },
+          data: {
+            reservationId: 'h1',
+            amount: 40,
+            reason: 'released',
+            allocations: [{ grantId: 'g', amount: 40 }],
+          },
         },
       ]);
     organization
@@ -133,7 +151,12 @@ describe('reservations', () => {
         ...holding,
         {
           type: 'ReservationReleased',
-          data: { reservationId: 'h1', amount: 40, reason: 'released' },
+          data: {
+            reservationId: 'h1',
+            amount: 40,
+            reason: 'released',
+            allocations: [{ grantId: 'g', amount: 40 }],
+          },
         },
       ])
       .when({ type: 'ReleaseReservation', reservationId: 'h1' })
@@ -151,7 +174,12 @@ describe('reservations', () => {
       .then([
         {
           type: 'ReservationReleased',
-          data: { reservationId: 'h1', amount: 40, reason: 'expired' },
+          data: {
+            reservationId: 'h1',
+            amount: 40,
+            reason: 'expired',
+            allocations: [{ grantId: 'g', amount: 40 }],
+          },
         },
       ]);
   });
@@ -174,6 +202,9 @@ describe('reservations', () => {
           amount: 10,
           released: 20,
           allocations: [{ grantId: 'short', amount: 10 }],
+          releasedAllocations: [{ grantId: 'short', amount: 20 }],
+          charmId: 'long-charm',
+          userId: 'olga',
         },
       },
       { type: 'CreditsExpired', data: { grantId: 'short', amount: 20 } },
@@ -181,7 +212,12 @@ describe('reservations', () => {
     given.when({ type: 'ReleaseReservation', reservationId: 'h1' }, T0 + HOUR).then([
       {
         type: 'ReservationReleased',
-        data: { reservationId: 'h1', amount: 30, reason: 'released' },
+        data: {
+          reservationId: 'h1',
+          amount: 30,
+          reason: 'released',
+          allocations: [{ grantId: 'short', amount: 30 }],
+        },
       },
       { type: 'CreditsExpired', data: { grantId: 'short', amount: 30 } },
     ]);
