@@ -1,0 +1,160 @@
+import { EventEmitter } from 'node:events';
+import type { DataSource, EntityManager } from 'typeorm';
+import type { Projection } from '../../projections';
+import type { EventStore, RecordedEvent } from '../event-store/event-store';
+import { dialectOf } from './read-model-database';
+import { applyChanges } from './sql-changes';
+
+export interface RunnerOptions {
+  pageSize?: number;
+  /** How long to wait for new events once caught up, before looking again. */
+  idleMs?: number;
+  /** How long to wait after a failed batch before trying it again. */
+  retryMs?: number;
+  /** Fault injection for the crash tests: called after a batch's changes, before its checkpoint. */
+  beforeCheckpoint?: () => void;
+  onError?: (error: unknown) => void;
+}
+
+const CHECKPOINTS = 'projection_checkpoints';
+
+/**
+ * Feeds every projection from its stored checkpoint, strictly in order. A page of events and
+ * the checkpoints it moves commit in one transaction, so an event handled twice (after a
+ * crash, a retry) changes nothing. Positions stay bigint; in the database they are decimal
+ * strings.
+ */
+export class ProjectionRunner {
+  private readonly checkpoints = new Map<string, bigint>();
+  private readonly progress = new EventEmitter();
+  private running = false;
+  private loop?: Promise<void>;
+  private wake?: () => void;
+  private readonly pageSize: number;
+  private readonly idleMs: number;
+
+  constructor(
+    private readonly store: EventStore,
+    private readonly dataSource: DataSource,
+    private readonly projections: readonly Projection[],
+    private readonly options: RunnerOptions = {},
+  ) {
+    this.pageSize = options.pageSize ?? 500;
+    this.idleMs = options.idleMs ?? 25;
+    this.progress.setMaxListeners(0);
+  }
+
+  /** The position every projection has reached. */
+  get position(): bigint {
+    let lowest: bigint | undefined;
+    for (const projection of this.projections) {
+      const at = this.checkpoints.get(projection.name) ?? 0n;
+      if (lowest === undefined || at < lowest) lowest = at;
+    }
+    return lowest ?? 0n;
+  }
+
+  async start(): Promise<void> {
+    const rows: { projection: string; position: string }[] = await this.dataSource.query(
+      `SELECT "projection", "position" FROM "${CHECKPOINTS}"`,
+    );
+    for (const row of rows) this.checkpoints.set(row.projection, BigInt(row.position));
+    this.running = true;
+    this.loop = this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    this.wake?.();
+    await this.loop;
+  }
+
+  /** Resolves true once every projection has reached `position`, false after `timeoutMs`. */
+  waitFor(position: bigint, timeoutMs: number): Promise<boolean> {
+    if (this.position >= position) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const check = () => {
+        if (this.position < position) return;
+        clearTimeout(timer);
+        this.progress.off('progress', check);
+        resolve(true);
+      };
+      const timer = setTimeout(() => {
+        this.progress.off('progress', check);
+        resolve(false);
+      }, timeoutMs);
+      this.progress.on('progress', check);
+      this.wake?.();
+    });
+  }
+
+  /** Handles everything up to the store's head now (for tests and operator commands). */
+  async catchUp(): Promise<void> {
+    const head = await this.store.headPosition();
+    if (!(await this.waitFor(head, 60_000))) throw new Error('projections did not catch up');
+  }
+
+  private async run(): Promise<void> {
+    while (this.running) {
+      try {
+        const handled = await this.handleNextPage();
+        if (handled === 0) await this.idle();
+      } catch (error) {
+        this.options.onError?.(error);
+        await this.idle(this.options.retryMs ?? 1000);
+      }
+    }
+  }
+
+  private idle(ms = this.idleMs) {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wake = done;
+    });
+  }
+
+  private async handleNextPage(): Promise<number> {
+    const from = this.position;
+    const page = await this.store.readAll({ fromPosition: from, maxCount: this.pageSize });
+    if (page.length === 0) return 0;
+    const last = page[page.length - 1].position;
+    await this.dataSource.transaction(async (manager) => {
+      for (const projection of this.projections) {
+        await this.handle(manager, projection, page);
+      }
+      this.options.beforeCheckpoint?.();
+      for (const projection of this.projections) {
+        await saveCheckpoint(manager, projection.name, last);
+      }
+    });
+    for (const projection of this.projections) this.checkpoints.set(projection.name, last);
+    this.progress.emit('progress');
+    return page.length;
+  }
+
+  private async handle(manager: EntityManager, projection: Projection, page: RecordedEvent[]) {
+    const reached = this.checkpoints.get(projection.name) ?? 0n;
+    const dialect = dialectOf(this.dataSource);
+    for (const event of page) {
+      if (event.position <= reached) continue;
+      await applyChanges(
+        projection.handle(event),
+        (sql, parameters) => manager.query(sql, parameters),
+        dialect,
+      );
+    }
+  }
+}
+
+async function saveCheckpoint(manager: EntityManager, projection: string, position: bigint) {
+  const postgres = manager.connection.options.type === 'postgres';
+  const [a, b] = postgres ? ['$1', '$2'] : ['?', '?'];
+  await manager.query(
+    `INSERT INTO "${CHECKPOINTS}" ("projection", "position") VALUES (${a}, ${b}) ON CONFLICT ("projection") DO UPDATE SET "position" = excluded."position"`,
+    [projection, position.toString()],
+  );
+}

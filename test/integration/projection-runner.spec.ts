@@ -1,0 +1,171 @@
+import type { DataSource } from 'typeorm';
+import { PROJECTIONS } from '../../projections';
+import { SqliteEventStore } from '../../src/event-store/sqlite/sqlite-event-store';
+import { LEDGER_ACTOR } from '../../src/ledger/actor';
+import { readModelDataSource } from '../../src/read/read-model-database';
+import { ProjectionRunner } from '../../src/read/projection-runner';
+import { AggregateWriter } from '../../src/write/aggregate-writer';
+import { organizationAggregate } from '../../src/write/writers';
+import { newDataDir, removeDataDir, TestClock } from '../support/ledger-app';
+import { createTestDatabase } from '../support/postgres';
+
+const context = { actor: LEDGER_ACTOR, correlationId: 'test' };
+
+describe.each(['sqlite', 'postgres'] as const)('projection runner on %s', (database) => {
+  let dataDir: string;
+  let store: SqliteEventStore;
+  let dataSource: DataSource;
+  let runner: ProjectionRunner;
+  let drop: (() => Promise<void>) | undefined;
+  const clock = new TestClock(Date.parse('2026-05-01T10:00:00Z'));
+
+  beforeEach(async () => {
+    dataDir = newDataDir();
+    store = new SqliteEventStore(':memory:');
+    let databaseUrl: string | undefined;
+    if (database === 'postgres') ({ url: databaseUrl, drop } = await createTestDatabase());
+    dataSource = await readModelDataSource({ dataDir, databaseUrl }).initialize();
+    runner = new ProjectionRunner(store, dataSource, PROJECTIONS, {
+      idleMs: 5,
+      onError: (error) => console.error(error),
+    });
+    await runner.start();
+  });
+  afterEach(async () => {
+    await runner.stop();
+    await dataSource.destroy();
+    await store.close();
+    await drop?.();
+    removeDataDir(dataDir);
+  });
+
+  const organizations = () =>
+    new AggregateWriter(organizationAggregate, store, undefined, clock, {
+      cacheSize: 10,
+      snapshotEvery: 1000,
+    });
+
+  it('builds balance, usage and membership from the streams', async () => {
+    const writer = organizations();
+    const run = (command: Parameters<typeof writer.execute>[1]) =>
+      writer.execute('acme', command, context, () => undefined);
+    await run({
+      type: 'CreateOrganization',
+      organizationId: 'acme',
+      name: 'Acme',
+      kind: 'company',
+      ownerUserId: 'olga',
+    });
+    await run({ type: 'AddMember', userId: 'bob', role: 'member', actor: LEDGER_ACTOR });
+    await run({
+      type: 'GrantCredits',
+      grantId: 'g',
+      amount: 100,
+      source: 'purchase',
+      priority: 100,
+      expiresAt: null,
+    });
+    await run({
+      type: 'ChargeCharmRun',
+      runId: 'r1',
+      charmId: 'summarize',
+      userId: 'bob',
+      amount: 30,
+    });
+    await run({
+      type: 'ChargeCharmRun',
+      runId: 'r2',
+      charmId: 'summarize',
+      userId: 'bob',
+      amount: 5,
+    });
+    await run({ type: 'RefundCharmRun', runId: 'r1', amount: 10 });
+    await run({
+      type: 'ReserveCredits',
+      reservationId: 'h',
+      charmId: 'long',
+      userId: 'olga',
+      amount: 20,
+      ttlSeconds: 60,
+    });
+    await runner.catchUp();
+
+    const grants = await dataSource.query(`SELECT grant_id, remaining, held FROM balance_grants`);
+    expect(
+      grants.map((g: Record<string, unknown>) => [g.grant_id, Number(g.remaining), Number(g.held)]),
+    ).toEqual([['g', 55, 20]]);
+    const daily = await dataSource.query(
+      `SELECT charm_id, user_id, day, runs, credits, refunded FROM usage_daily`,
+    );
+    expect(
+      daily.map((d: Record<string, unknown>) => ({
+        ...d,
+        runs: Number(d.runs),
+        credits: Number(d.credits),
+        refunded: Number(d.refunded),
+      })),
+    ).toEqual([
+      {
+        charm_id: 'summarize',
+        user_id: 'bob',
+        day: '2026-05-01',
+        runs: 2,
+        credits: 35,
+        refunded: 10,
+      },
+    ]);
+    const members = await dataSource.query(
+      `SELECT user_id, role FROM memberships ORDER BY user_id`,
+    );
+    expect(members).toEqual([
+      { user_id: 'bob', role: 'member' },
+      { user_id: 'olga', role: 'owner' },
+    ]);
+    expect(runner.position).toBe(await store.headPosition());
+  });
+
+  it('counts nothing twice when a batch dies between its changes and its checkpoint', async () => {
+    await runner.stop();
+    let failures = 0;
+    runner = new ProjectionRunner(store, dataSource, PROJECTIONS, {
+      idleMs: 5,
+      retryMs: 5,
+      // The first two batches die after writing their changes, before their checkpoint.
+      beforeCheckpoint: () => {
+        if (failures++ < 2) throw new Error('crash between changes and checkpoint');
+      },
+    });
+    await runner.start();
+    const writer = organizations();
+    const run = (command: Parameters<typeof writer.execute>[1]) =>
+      writer.execute('acme', command, context, () => undefined);
+    await run({
+      type: 'CreateOrganization',
+      organizationId: 'acme',
+      name: 'Acme',
+      kind: 'company',
+      ownerUserId: 'olga',
+    });
+    await run({
+      type: 'GrantCredits',
+      grantId: 'g',
+      amount: 100,
+      source: 'purchase',
+      priority: 100,
+      expiresAt: null,
+    });
+    await run({
+      type: 'ChargeCharmRun',
+      runId: 'r1',
+      charmId: 'summarize',
+      userId: 'olga',
+      amount: 30,
+    });
+    await runner.catchUp();
+    expect(failures).toBeGreaterThanOrEqual(3);
+    const [grant] = await dataSource.query(`SELECT remaining FROM balance_grants`);
+    expect(Number(grant.remaining)).toBe(70);
+    const [daily] = await dataSource.query(`SELECT runs, credits FROM usage_daily`);
+    expect([Number(daily.runs), Number(daily.credits)]).toEqual([1, 30]);
+  });
+});
