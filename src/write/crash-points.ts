@@ -6,7 +6,8 @@ import { LEDGER_CONFIG, type LedgerConfig } from '../config/config';
  * The crash tests set LEDGER_CRASH_AT to one of them and the process dies there, as a
  * power cut would; without it this does nothing.
  */
-export type CrashPointName = 'transfer:after-out' | 'sign-up:after-user';
+export type CrashPointName =
+  'transfer:after-out' | 'sign-up:after-user' | 'projection:before-checkpoint';
 
 @Injectable()
 export class CrashPoints {

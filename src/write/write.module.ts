@@ -66,6 +66,6 @@ const queryHandlers = [
     ...commandHandlers,
     ...queryHandlers,
   ],
-  exports: [CqrsModule, OrganizationWriter, UserWriter, FollowUps, Clock, Access],
+  exports: [CqrsModule, OrganizationWriter, UserWriter, FollowUps, Clock, Access, CrashPoints],
 })
 export class WriteModule {}

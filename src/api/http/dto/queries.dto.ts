@@ -1,6 +1,6 @@
 import { ApiProperty } from '@nestjs/swagger';
 import { Transform } from 'class-transformer';
-import { IsInt, IsOptional, Matches, Max, Min } from 'class-validator';
+import { IsIn, IsInt, IsOptional, Matches, Max, Min } from 'class-validator';
 import { IsIsoDateTime } from '../validators';
 
 /** Query values are strings: whole numbers are converted only when they are digits alone. */
@@ -48,4 +48,26 @@ export class HistoryQueryDto extends ReadQueryDto {
     description: 'only events up to then, and the state as of then',
   })
   at?: string;
+}
+
+const DATE = /^\d{4}-\d{2}-\d{2}$/;
+
+export class UsageQueryDto extends ReadQueryDto {
+  @IsOptional()
+  @Matches(DATE, { message: 'must be a date, YYYY-MM-DD' })
+  @ApiProperty({
+    required: false,
+    description: 'first day (UTC), inclusive; default: the 1st of this month',
+  })
+  from?: string;
+
+  @IsOptional()
+  @Matches(DATE, { message: 'must be a date, YYYY-MM-DD' })
+  @ApiProperty({ required: false, description: 'last day (UTC), inclusive; default: today' })
+  to?: string;
+
+  @IsOptional()
+  @IsIn(['day', 'charm', 'user'])
+  @ApiProperty({ required: false, enum: ['day', 'charm', 'user'], default: 'day' })
+  groupBy?: 'day' | 'charm' | 'user';
 }

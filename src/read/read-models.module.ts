@@ -1,0 +1,27 @@
+import { Global, Module } from '@nestjs/common';
+import { CqrsModule } from '@nestjs/cqrs';
+import { VerifyOrganizationHandler } from '../audit/verify';
+import { LEDGER_CONFIG, type LedgerConfig } from '../config/config';
+import { WriteModule } from '../write/write.module';
+import { GetUsageHandler, GetUserOrganizationsHandler } from './queries';
+import { readModelDataSource } from './read-model-database';
+import { READ_MODEL_DATABASE, ReadModels } from './read-models';
+
+/** The read models' database, the projection runner, and the queries answered from them. */
+@Global()
+@Module({
+  imports: [CqrsModule, WriteModule],
+  providers: [
+    GetUserOrganizationsHandler,
+    GetUsageHandler,
+    VerifyOrganizationHandler,
+    {
+      provide: READ_MODEL_DATABASE,
+      inject: [LEDGER_CONFIG],
+      useFactory: (config: LedgerConfig) => readModelDataSource(config).initialize(),
+    },
+    ReadModels,
+  ],
+  exports: [ReadModels, READ_MODEL_DATABASE],
+})
+export class ReadModelsModule {}
