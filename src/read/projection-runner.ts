@@ -14,6 +14,8 @@ export interface RunnerOptions {
   /** Fault injection for the crash tests: called after a batch's changes, before its checkpoint. */
   beforeCheckpoint?: () => void;
   onError?: (error: unknown) => void;
+  /** Writes into `<table><suffix>` and keeps checkpoints as `<projection><suffix>` (rebuilds). */
+  suffix?: string;
 }
 
 const CHECKPOINTS = 'projection_checkpoints';
@@ -48,19 +50,39 @@ export class ProjectionRunner {
   get position(): bigint {
     let lowest: bigint | undefined;
     for (const projection of this.projections) {
-      const at = this.checkpoints.get(projection.name) ?? 0n;
+      const at = this.checkpoints.get(this.checkpointOf(projection)) ?? 0n;
       if (lowest === undefined || at < lowest) lowest = at;
     }
     return lowest ?? 0n;
   }
 
   async start(): Promise<void> {
+    await this.loadCheckpoints();
+    this.running = true;
+    this.loop = this.run();
+  }
+
+  async loadCheckpoints(): Promise<void> {
     const rows: { projection: string; position: string }[] = await this.dataSource.query(
       `SELECT "projection", "position" FROM "${CHECKPOINTS}"`,
     );
     for (const row of rows) this.checkpoints.set(row.projection, BigInt(row.position));
-    this.running = true;
-    this.loop = this.run();
+  }
+
+  /**
+   * Without the loop: handles pages until `until` (inclusive) is reached, in `manager`'s
+   * transaction if given. For rebuilds and operator commands.
+   */
+  async handleUntil(
+    until: bigint,
+    onPage?: (position: bigint, events: number) => void,
+    manager?: EntityManager,
+  ): Promise<void> {
+    while (this.position < until) {
+      const handled = await this.handleNextPage(until, manager);
+      if (handled === 0) return;
+      onPage?.(this.position, handled);
+    }
   }
 
   async stop(): Promise<void> {
@@ -117,40 +139,48 @@ export class ProjectionRunner {
     });
   }
 
-  private async handleNextPage(): Promise<number> {
-    const from = this.position;
-    const page = await this.store.readAll({ fromPosition: from, maxCount: this.pageSize });
+  private checkpointOf(projection: Projection) {
+    return `${projection.name}${this.options.suffix ?? ''}`;
+  }
+
+  private async handleNextPage(until?: bigint, outer?: EntityManager): Promise<number> {
+    const read = await this.store.readAll({ fromPosition: this.position, maxCount: this.pageSize });
+    const page = until === undefined ? read : read.filter((event) => event.position <= until);
     if (page.length === 0) return 0;
     const last = page[page.length - 1].position;
-    await this.dataSource.transaction(async (manager) => {
-      for (const projection of this.projections) {
-        await this.handle(manager, projection, page);
-      }
+    const batch = async (manager: EntityManager) => {
+      for (const projection of this.projections) await this.handle(manager, projection, page);
       this.options.beforeCheckpoint?.();
       for (const projection of this.projections) {
-        await saveCheckpoint(manager, projection.name, last);
+        await saveCheckpoint(manager, this.checkpointOf(projection), last);
       }
-    });
-    for (const projection of this.projections) this.checkpoints.set(projection.name, last);
+    };
+    if (outer) await batch(outer);
+    else await this.dataSource.transaction(batch);
+    for (const projection of this.projections) {
+      this.checkpoints.set(this.checkpointOf(projection), last);
+    }
     this.progress.emit('progress');
     return page.length;
   }
 
   private async handle(manager: EntityManager, projection: Projection, page: RecordedEvent[]) {
-    const reached = this.checkpoints.get(projection.name) ?? 0n;
+    const reached = this.checkpoints.get(this.checkpointOf(projection)) ?? 0n;
     const dialect = dialectOf(this.dataSource);
+    const suffix = this.options.suffix ?? '';
     for (const event of page) {
       if (event.position <= reached) continue;
       await applyChanges(
         projection.handle(event),
         (sql, parameters) => manager.query(sql, parameters),
         dialect,
+        (table) => `${table}${suffix}`,
       );
     }
   }
 }
 
-async function saveCheckpoint(manager: EntityManager, projection: string, position: bigint) {
+export async function saveCheckpoint(manager: EntityManager, projection: string, position: bigint) {
   const postgres = manager.connection.options.type === 'postgres';
   const [a, b] = postgres ? ['$1', '$2'] : ['?', '?'];
   await manager.query(

@@ -4,6 +4,7 @@ import { SqliteEventStore } from '../../src/event-store/sqlite/sqlite-event-stor
 import { LEDGER_ACTOR } from '../../src/ledger/actor';
 import { readModelDataSource } from '../../src/read/read-model-database';
 import { ProjectionRunner } from '../../src/read/projection-runner';
+import { rebuildProjections } from '../../src/read/rebuild';
 import { AggregateWriter } from '../../src/write/aggregate-writer';
 import { organizationAggregate } from '../../src/write/writers';
 import { newDataDir, removeDataDir, TestClock } from '../support/ledger-app';
@@ -167,5 +168,81 @@ describe.each(['sqlite', 'postgres'] as const)('projection runner on %s', (datab
     expect(Number(grant.remaining)).toBe(70);
     const [daily] = await dataSource.query(`SELECT runs, credits FROM usage_daily`);
     expect([Number(daily.runs), Number(daily.credits)]).toEqual([1, 30]);
+  });
+
+  it('rebuilds from position 0 into new tables while the old ones keep being updated', async () => {
+    const writer = organizations();
+    const run = (command: Parameters<typeof writer.execute>[1]) =>
+      writer.execute('acme', command, context, () => undefined);
+    await run({
+      type: 'CreateOrganization',
+      organizationId: 'acme',
+      name: 'Acme',
+      kind: 'company',
+      ownerUserId: 'olga',
+    });
+    await run({
+      type: 'GrantCredits',
+      grantId: 'g',
+      amount: 100,
+      source: 'purchase',
+      priority: 100,
+      expiresAt: null,
+    });
+    for (let i = 0; i < 20; i++) {
+      await run({
+        type: 'ChargeCharmRun',
+        runId: `r${i}`,
+        charmId: 'summarize',
+        userId: 'olga',
+        amount: 1,
+      });
+    }
+    await runner.catchUp();
+    const snapshot = async () => ({
+      grants: (await dataSource.query(`SELECT grant_id, remaining FROM balance_grants`)).map(
+        (r: Record<string, unknown>) => [r.grant_id, Number(r.remaining)],
+      ),
+      daily: (await dataSource.query(`SELECT runs, credits FROM usage_daily`)).map(
+        (r: Record<string, unknown>) => [Number(r.runs), Number(r.credits)],
+      ),
+      members: await dataSource.query(`SELECT user_id, role FROM memberships`),
+    });
+    const before = await snapshot();
+    expect(before.grants).toEqual([['g', 80]]);
+    // Damage the read models, then rebuild them all while charges keep coming.
+    await dataSource.query(`UPDATE balance_grants SET remaining = 0`);
+    await dataSource.query(`DELETE FROM memberships`);
+    const progress: bigint[] = [];
+    const charging = (async () => {
+      for (let i = 20; i < 30; i++) {
+        await run({
+          type: 'ChargeCharmRun',
+          runId: `r${i}`,
+          charmId: 'summarize',
+          userId: 'olga',
+          amount: 1,
+        });
+      }
+    })();
+    await rebuildProjections(store, dataSource, PROJECTIONS, ({ position }) =>
+      progress.push(position),
+    );
+    await charging;
+    await runner.catchUp();
+    expect(progress.length).toBeGreaterThan(0);
+    const after = await snapshot();
+    expect(after.grants).toEqual([['g', 70]]);
+    expect(after.daily).toEqual([[30, 30]]);
+    expect(after.members).toEqual([{ user_id: 'olga', role: 'owner' }]);
+    const tables: { name: string }[] =
+      database === 'postgres'
+        ? await dataSource.query(
+            `SELECT tablename AS name FROM pg_tables WHERE tablename LIKE '%rebuild%'`,
+          )
+        : await dataSource.query(
+            `SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE '%rebuild%'`,
+          );
+    expect(tables).toEqual([]);
   });
 });
