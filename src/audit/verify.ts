@@ -55,47 +55,57 @@ export class VerifyOrganizationHandler implements ICommandHandler<VerifyOrganiza
 
   async execute({ caller, organizationId }: VerifyOrganization): Promise<VerifyReport> {
     await this.access.require(caller, 'verify', organizationId);
-    const streamId = organizationStreamId(organizationId);
-    const expected = new InMemoryReadModel();
-    let replayed = 0;
-    let position = 0n;
-    for (let from = 0n; ; from += BigInt(PAGE)) {
-      const page = await this.store.readStream(streamId, { fromRevision: from, maxCount: PAGE });
-      for (const event of page) {
-        for (const projection of PROJECTIONS) expected.apply(projection.handle(event));
-        position = event.position;
-      }
-      replayed += page.length;
-      if (page.length < PAGE) break;
-    }
-    if (replayed === 0) throw notFound(`organization ${organizationId} not found`);
-    // Compare with read models that have seen at least this stream's last event.
-    await this.readModels.reach(position);
-
-    const differences: Difference[] = [];
-    for (const projection of PROJECTIONS) {
-      for (const [table, keyColumns] of Object.entries(projection.tables)) {
-        if (!keyColumns.includes('organization_id')) continue;
-        const actual = await this.rowsOf(table, organizationId);
-        differences.push(...compare(table, keyColumns, expected.rows(table), actual));
-      }
-    }
-    return {
-      organizationId,
-      consistent: differences.length === 0,
-      eventsReplayed: replayed,
-      position: position.toString(),
-      differences,
-    };
-  }
-
-  private rowsOf(table: string, organizationId: string): Promise<Row[]> {
-    const placeholder = dialectOf(this.database) === 'postgres' ? '$1' : '?';
-    return this.database.query(
-      `SELECT * FROM "${table}" WHERE "organization_id" = ${placeholder}`,
-      [organizationId],
+    return verifyOrganization(this.store, this.database, organizationId, (position) =>
+      this.readModels.reach(position),
     );
   }
+}
+
+/**
+ * The comparison itself, for the HTTP endpoint and the operator CLI. `reach` waits until
+ * the read models have seen the stream's last event, so lag is not reported as a difference.
+ */
+export async function verifyOrganization(
+  store: EventStore,
+  database: DataSource,
+  organizationId: string,
+  reach: (position: bigint) => Promise<void>,
+): Promise<VerifyReport> {
+  const streamId = organizationStreamId(organizationId);
+  const expected = new InMemoryReadModel();
+  let replayed = 0;
+  let position = 0n;
+  for (let from = 0n; ; from += BigInt(PAGE)) {
+    const page = await store.readStream(streamId, { fromRevision: from, maxCount: PAGE });
+    for (const event of page) {
+      for (const projection of PROJECTIONS) expected.apply(projection.handle(event));
+      position = event.position;
+    }
+    replayed += page.length;
+    if (page.length < PAGE) break;
+  }
+  if (replayed === 0) throw notFound(`organization ${organizationId} not found`);
+  await reach(position);
+
+  const placeholder = dialectOf(database) === 'postgres' ? '$1' : '?';
+  const differences: Difference[] = [];
+  for (const projection of PROJECTIONS) {
+    for (const [table, keyColumns] of Object.entries(projection.tables)) {
+      if (!keyColumns.includes('organization_id')) continue;
+      const actual: Row[] = await database.query(
+        `SELECT * FROM "${table}" WHERE "organization_id" = ${placeholder}`,
+        [organizationId],
+      );
+      differences.push(...compare(table, keyColumns, expected.rows(table), actual));
+    }
+  }
+  return {
+    organizationId,
+    consistent: differences.length === 0,
+    eventsReplayed: replayed,
+    position: position.toString(),
+    differences,
+  };
 }
 
 /** Numbers compare by value (PostgreSQL returns bigint as text); everything else as text. */

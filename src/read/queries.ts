@@ -3,7 +3,7 @@ import { Query, QueryHandler, type IQueryHandler } from '@nestjs/cqrs';
 import type { DataSource } from 'typeorm';
 import { Access } from '../auth/access';
 import type { Caller } from '../auth/caller';
-import { notFound } from '../ledger/errors';
+import { notFound, ValidationFailed } from '../ledger/errors';
 import { dialectOf } from './read-model-database';
 import { READ_MODEL_DATABASE } from './read-models';
 
@@ -113,29 +113,81 @@ export class GetUsageHandler implements IQueryHandler<GetUsage> {
 
   async execute({ caller, organizationId, from, to, groupBy }: GetUsage) {
     await this.access.require(caller, 'readUsage', organizationId);
-    const p = placeholders(this.database);
-    const column = GROUP_COLUMN[groupBy];
-    const rows: Record<string, string | number>[] = await this.database.query(
-      `SELECT "${column}" AS "key", SUM("runs") AS "runs", SUM("credits") AS "credits", SUM("refunded") AS "refunded"
-         FROM "usage_daily"
-        WHERE "organization_id" = ${p(1)} AND "day" >= ${p(2)} AND "day" < ${p(3)}
-        GROUP BY "${column}" ORDER BY "${column}"`,
-      [organizationId, from, to],
-    );
-    const usage = rows.map((row) => ({
-      key: String(row.key),
-      runs: Number(row.runs),
-      credits: Number(row.credits),
-      refunded: Number(row.refunded),
-    }));
-    const totals = usage.reduce(
-      (sum, row) => ({
-        runs: sum.runs + row.runs,
-        credits: sum.credits + row.credits,
-        refunded: sum.refunded + row.refunded,
-      }),
-      { runs: 0, credits: 0, refunded: 0 },
-    );
-    return { organizationId, from, to, groupBy, rows: usage, totals };
+    return usageReport(this.database, organizationId, from, to, groupBy);
   }
 }
+
+/** Usage rows and totals from the daily aggregates; `to` is exclusive. */
+export async function usageReport(
+  database: DataSource,
+  organizationId: string,
+  from: string,
+  to: string,
+  groupBy: UsageGrouping,
+) {
+  const p = placeholders(database);
+  const column = GROUP_COLUMN[groupBy];
+  const rows: Record<string, string | number>[] = await database.query(
+    `SELECT "${column}" AS "key", SUM("runs") AS "runs", SUM("credits") AS "credits", SUM("refunded") AS "refunded"
+       FROM "usage_daily"
+      WHERE "organization_id" = ${p(1)} AND "day" >= ${p(2)} AND "day" < ${p(3)}
+      GROUP BY "${column}" ORDER BY "${column}"`,
+    [organizationId, from, to],
+  );
+  const usage = rows.map((row) => ({
+    key: String(row.key),
+    runs: Number(row.runs),
+    credits: Number(row.credits),
+    refunded: Number(row.refunded),
+  }));
+  const totals = usage.reduce(
+    (sum, row) => ({
+      runs: sum.runs + row.runs,
+      credits: sum.credits + row.credits,
+      refunded: sum.refunded + row.refunded,
+    }),
+    { runs: 0, credits: 0, refunded: 0 },
+  );
+  return { organizationId, from, to, groupBy, rows: usage, totals };
+}
+
+const csvField = (value: string | number) => {
+  const text = String(value);
+  return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+};
+
+/** A header row, then one row per key. */
+export function toCsv(rows: UsageRow[]): string {
+  const lines = ['key,runs,credits,refunded'];
+  for (const row of rows) {
+    lines.push([row.key, row.runs, row.credits, row.refunded].map(csvField).join(','));
+  }
+  return `${lines.join('\r\n')}\r\n`;
+}
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+/** A report spans at most about five years of days. */
+const MAX_REPORT_DAYS = 5 * 366;
+
+/** The days a report covers: both inclusive; by default this month up to today (UTC). */
+export function reportDays(from: string | undefined, to: string | undefined) {
+  const today = new Date().toISOString().slice(0, 10);
+  const last = to ?? today;
+  const first = from ?? `${last.slice(0, 8)}01`;
+  const errors = [];
+  if (Number.isNaN(Date.parse(first)))
+    errors.push({ field: 'from', message: 'is not a real date' });
+  if (Number.isNaN(Date.parse(last))) errors.push({ field: 'to', message: 'is not a real date' });
+  if (errors.length > 0) throw new ValidationFailed(errors);
+  const span = (Date.parse(last) - Date.parse(first)) / DAY_MS;
+  if (span < 0) throw new ValidationFailed([{ field: 'to', message: 'must not be before from' }]);
+  if (span > MAX_REPORT_DAYS) {
+    throw new ValidationFailed([
+      { field: 'to', message: `at most ${MAX_REPORT_DAYS} days after from` },
+    ]);
+  }
+  return { from: first, to: last };
+}
+
+export const nextDay = (day: string) =>
+  new Date(Date.parse(day) + DAY_MS).toISOString().slice(0, 10);

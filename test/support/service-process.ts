@@ -89,6 +89,9 @@ export async function postJson(url: string, body: unknown) {
 }
 
 /** A GET with a service token. */
-export async function getWithToken(url: string): Promise<Response> {
-  return fetch(url, { headers: { authorization: `Bearer ${await serviceToken()}` } });
+export async function getWithToken(
+  url: string,
+  headers: Record<string, string> = {},
+): Promise<Response> {
+  return fetch(url, { headers: { authorization: `Bearer ${await serviceToken()}`, ...headers } });
 }
