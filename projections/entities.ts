@@ -114,6 +114,9 @@ export class OrganizationRow {
 
   @Column('varchar', { name: 'created_at', length: 32 })
   createdAt!: string;
+
+  @Column('bigint', { name: 'low_balance_threshold', default: 0 })
+  lowBalanceThreshold!: string | number;
 }
 
 @Entity('memberships')

@@ -26,7 +26,13 @@ export const membershipProjection: Projection = {
             kind: 'upsert',
             table: ORGANIZATIONS,
             key: { organization_id: organizationId },
-            set: { name, kind, owner_user_id: ownerUserId, created_at: event.occurredAt },
+            set: {
+              name,
+              kind,
+              owner_user_id: ownerUserId,
+              created_at: event.occurredAt,
+              low_balance_threshold: 0,
+            },
           },
           {
             kind: 'upsert',
@@ -44,6 +50,15 @@ export const membershipProjection: Projection = {
             table: MEMBERSHIPS,
             key: { organization_id: organizationId, user_id: event.data.userId },
             set: { role: event.data.role },
+          },
+        ];
+      case 'LowBalanceThresholdSet':
+        return [
+          {
+            kind: 'update',
+            table: ORGANIZATIONS,
+            key: { organization_id: organizationId },
+            set: { low_balance_threshold: event.data.threshold },
           },
         ];
       case 'MemberRemoved':

@@ -67,6 +67,7 @@ export class ReadModels1764300000000 implements MigrationInterface {
           text('kind', 16),
           id('owner_user_id'),
           text('created_at', 32),
+          { name: 'low_balance_threshold', type: 'bigint', default: 0 },
         ],
       }),
       new Table({

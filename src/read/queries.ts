@@ -5,7 +5,97 @@ import { Access } from '../auth/access';
 import type { Caller } from '../auth/caller';
 import { notFound, ValidationFailed } from '../ledger/errors';
 import { dialectOf } from './read-model-database';
-import { READ_MODEL_DATABASE } from './read-models';
+import { READ_MODEL_DATABASE, ReadModels } from './read-models';
+
+/** An organization's name, kind, owner and member count, from the read models. */
+export class GetOrganization extends Query<{
+  organizationId: string;
+  name: string;
+  kind: string;
+  ownerUserId: string;
+  memberCount: number;
+  lowBalanceThreshold: number;
+  position: bigint;
+}> {
+  constructor(
+    readonly caller: Caller,
+    readonly organizationId: string,
+  ) {
+    super();
+  }
+}
+
+export class ListMembers extends Query<{
+  organizationId: string;
+  members: { userId: string; role: string }[];
+  position: bigint;
+}> {
+  constructor(
+    readonly caller: Caller,
+    readonly organizationId: string,
+  ) {
+    super();
+  }
+}
+
+@QueryHandler(GetOrganization)
+export class GetOrganizationHandler implements IQueryHandler<GetOrganization> {
+  constructor(
+    @Inject(READ_MODEL_DATABASE) private readonly database: DataSource,
+    private readonly readModels: ReadModels,
+    private readonly access: Access,
+  ) {}
+
+  async execute({ caller, organizationId }: GetOrganization) {
+    await this.access.require(caller, 'readOrganization', organizationId);
+    const position = this.readModels.runner.position;
+    const p = placeholders(this.database);
+    const [row] = await this.database.query(
+      `SELECT o.*, (SELECT COUNT(*) FROM "memberships" m WHERE m."organization_id" = o."organization_id") AS "member_count"
+         FROM "organizations" o WHERE o."organization_id" = ${p(1)}`,
+      [organizationId],
+    );
+    if (!row) throw notFound(`organization ${organizationId} not found`);
+    return {
+      organizationId,
+      name: row.name,
+      kind: row.kind,
+      ownerUserId: row.owner_user_id,
+      memberCount: Number(row.member_count),
+      lowBalanceThreshold: Number(row.low_balance_threshold),
+      position,
+    };
+  }
+}
+
+@QueryHandler(ListMembers)
+export class ListMembersHandler implements IQueryHandler<ListMembers> {
+  constructor(
+    @Inject(READ_MODEL_DATABASE) private readonly database: DataSource,
+    private readonly readModels: ReadModels,
+    private readonly access: Access,
+  ) {}
+
+  async execute({ caller, organizationId }: ListMembers) {
+    await this.access.require(caller, 'readMembers', organizationId);
+    const position = this.readModels.runner.position;
+    const p = placeholders(this.database);
+    const [organization] = await this.database.query(
+      `SELECT 1 FROM "organizations" WHERE "organization_id" = ${p(1)}`,
+      [organizationId],
+    );
+    if (!organization) throw notFound(`organization ${organizationId} not found`);
+    const rows: { user_id: string; role: string }[] = await this.database.query(
+      `SELECT "user_id", "role" FROM "memberships" WHERE "organization_id" = ${p(1)} ORDER BY "user_id"`,
+      [organizationId],
+    );
+    return {
+      organizationId,
+      members: rows.map((row) => ({ userId: row.user_id, role: row.role })),
+      position,
+    };
+  }
+}
 
 export interface UserOrganization {
   organizationId: string;

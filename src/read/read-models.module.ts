@@ -3,7 +3,12 @@ import { CqrsModule } from '@nestjs/cqrs';
 import { VerifyOrganizationHandler } from '../audit/verify';
 import { LEDGER_CONFIG, type LedgerConfig } from '../config/config';
 import { WriteModule } from '../write/write.module';
-import { GetUsageHandler, GetUserOrganizationsHandler } from './queries';
+import {
+  GetOrganizationHandler,
+  GetUsageHandler,
+  GetUserOrganizationsHandler,
+  ListMembersHandler,
+} from './queries';
 import { readModelDataSource } from './read-model-database';
 import { READ_MODEL_DATABASE, ReadModels } from './read-models';
 
@@ -14,6 +19,8 @@ import { READ_MODEL_DATABASE, ReadModels } from './read-models';
   providers: [
     GetUserOrganizationsHandler,
     GetUsageHandler,
+    GetOrganizationHandler,
+    ListMembersHandler,
     VerifyOrganizationHandler,
     {
       provide: READ_MODEL_DATABASE,

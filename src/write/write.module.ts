@@ -23,7 +23,7 @@ import {
 } from './handlers/organizations.handlers';
 import { ReceiveTransferHandler, TransferCreditsHandler } from './handlers/transfers.handlers';
 import { RegisterUserHandler, SwitchActiveOrganizationHandler } from './handlers/users.handlers';
-import { GetBalanceHandler, GetOrganizationHandler, ListMembersHandler } from './queries';
+import { GetBalanceHandler } from './queries';
 import { OrganizationWriter, UserWriter } from './writers';
 
 const commandHandlers = [
@@ -45,13 +45,7 @@ const commandHandlers = [
   ReceiveTransferHandler,
 ];
 
-const queryHandlers = [
-  GetBalanceHandler,
-  GetOrganizationHandler,
-  ListMembersHandler,
-  GetBalanceAtHandler,
-  GetHistoryHandler,
-];
+const queryHandlers = [GetBalanceHandler, GetBalanceAtHandler, GetHistoryHandler];
 
 /** The write side: command handlers, the per-aggregate queues, follow-ups and the clock. */
 @Module({

@@ -1,4 +1,5 @@
 import type TestAgent from 'supertest/lib/agent';
+import { EVENT_STORE, type EventStore } from '../../src/event-store/event-store';
 import {
   newDataDir,
   removeDataDir,
@@ -24,6 +25,11 @@ describe('credit ledger over HTTP', () => {
     removeDataDir(dataDir);
   });
 
+  /** A read (expected 200) from the read models once they have seen every write so far. */
+  const settled = async (path: string) => {
+    const head = await ledger.app.get<EventStore>(EVENT_STORE).headPosition();
+    return http.get(path).query({ minPosition: head.toString() }).expect(200);
+  };
   const signUp = (userId: string) => http.post('/v1/users').send({ userId, name: userId });
   const company = (organizationId: string, ownerUserId: string) =>
     http
@@ -49,7 +55,7 @@ describe('credit ledger over HTTP', () => {
     expect(first.body.position).toMatch(/^\d+$/);
     const again = await signUp('alice').expect(200);
     expect(again.body).toMatchObject({ personalOrganizationId: 'personal-alice', replayed: true });
-    const personal = await http.get('/v1/organizations/personal-alice').expect(200);
+    const personal = await settled('/v1/organizations/personal-alice');
     expect(personal.body).toMatchObject({ kind: 'personal', ownerUserId: 'alice', memberCount: 1 });
   });
 
@@ -65,7 +71,7 @@ describe('credit ledger over HTTP', () => {
     const other = await company('acme', 'bob').expect(409);
     expect(other.body.code).toBe('CONFLICT');
     expect(other.headers['content-type']).toContain('application/problem+json');
-    const members = await http.get('/v1/organizations/acme/members').expect(200);
+    const members = await settled('/v1/organizations/acme/members');
     expect(members.body.members).toEqual([{ userId: 'alice', role: 'owner' }]);
   });
 
@@ -92,7 +98,7 @@ describe('credit ledger over HTTP', () => {
     expect(lastOwner.body.detail).toMatch(/last owner/);
     await http.patch('/v1/organizations/acme/members/alice').send({ role: 'admin' }).expect(409);
     await http.delete('/v1/organizations/acme/members/nobody').expect(404);
-    const members = await http.get('/v1/organizations/acme/members').expect(200);
+    const members = await settled('/v1/organizations/acme/members');
     expect(members.body.members).toEqual([
       { userId: 'alice', role: 'owner' },
       { userId: 'bob', role: 'billing' },
@@ -382,7 +388,7 @@ describe('credit ledger over HTTP', () => {
     await charge('d', 100);
     const reached = (await types('low')).filter((t: string) => t === 'LowBalanceReached');
     expect(reached).toHaveLength(2);
-    const organization = await http.get('/v1/organizations/low').expect(200);
+    const organization = await settled('/v1/organizations/low');
     expect(organization.body.lowBalanceThreshold).toBe(50);
   });
 

@@ -22,7 +22,7 @@ import {
   RemoveMember,
   SetLowBalanceThreshold,
 } from '../../write/commands';
-import { GetOrganization, ListMembers } from '../../write/queries';
+import { GetOrganization, ListMembers } from '../../read/queries';
 import {
   AddMemberDto,
   ChangeMemberRoleDto,
