@@ -9,6 +9,7 @@ import type { OrganizationCommand } from '../../src/ledger/organization/commands
 import type { UserCommand } from '../../src/ledger/user/commands';
 import { availableCredits, reservedCredits } from '../../src/ledger/organization/burn-down';
 import { ProjectionRunner } from '../../src/read/projection-runner';
+import { usageReport } from '../../src/read/queries';
 import { readModelDataSource } from '../../src/read/read-model-database';
 import { rebuildProjections } from '../../src/read/rebuild';
 import { AggregateWriter } from '../../src/write/aggregate-writer';
@@ -310,6 +311,34 @@ describe.each(['sqlite', 'postgres'] as const)(
               .map(([user_id, role]) => ({ user_id, role }))
               .sort((a, b) => a.user_id.localeCompare(b.user_id)),
           );
+        }
+        // Usage adds up to the credit, whichever way it is grouped.
+        for (const organizationId of ORGANIZATIONS) {
+          let charged = 0;
+          let refunded = 0;
+          for (const event of await store.readStream(`organization-${organizationId}`)) {
+            const data = event.data as { amount: number };
+            if (event.type === 'CharmRunCharged' || event.type === 'ReservationCaptured')
+              charged += data.amount;
+            if (event.type === 'CharmRunRefunded') refunded += data.amount;
+          }
+          for (const groupBy of ['day', 'charm', 'user'] as const) {
+            const report = await usageReport(
+              dataSource,
+              organizationId,
+              '2000-01-01',
+              '2100-01-01',
+              groupBy,
+            );
+            expect({
+              groupBy,
+              credits: report.totals.credits,
+              refunded: report.totals.refunded,
+            }).toEqual({ groupBy, credits: charged, refunded });
+            expect(report.rows.reduce((sum, row) => sum + row.credits - row.refunded, 0)).toBe(
+              charged - refunded,
+            );
+          }
         }
         const active: { user_id: string; organization_id: string }[] = await dataSource.query(
           `SELECT "user_id", "organization_id" FROM "active_organizations" ORDER BY "user_id"`,
