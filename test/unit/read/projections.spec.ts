@@ -245,23 +245,21 @@ describe('usage projection', () => {
   });
 
   it("counts a refund on the run's own day, not the refund's", () => {
-    const when = spec
-      .given([charge('r1', 'sum', 'ann', 9, '2026-05-01T10:00:00.000Z')])
-      .when(
-        spec.recorded(
-          ORG,
-          'CharmRunRefunded',
-          {
-            runId: 'r1',
-            amount: 4,
-            allocations: [],
-            charmId: 'sum',
-            userId: 'ann',
-            chargedAt: '2026-05-01T10:00:00.000Z',
-          },
-          '2026-05-09T10:00:00.000Z',
-        ),
-      );
+    const when = spec.given([charge('r1', 'sum', 'ann', 9, '2026-05-01T10:00:00.000Z')]).when(
+      spec.recorded(
+        ORG,
+        'CharmRunRefunded',
+        {
+          runId: 'r1',
+          amount: 4,
+          allocations: [],
+          charmId: 'sum',
+          userId: 'ann',
+          chargedAt: '2026-05-01T10:00:00.000Z',
+        },
+        '2026-05-09T10:00:00.000Z',
+      ),
+    );
     when.then('usage_daily', [
       {
         organization_id: 'acme',
