@@ -1,0 +1,150 @@
+import type { NatsConnection } from '@nats-io/transport-node';
+import { jetstream, jetstreamManager, StorageType, type PubAck } from '@nats-io/jetstream';
+import type { EventStore, RecordedEvent } from '../event-store/event-store';
+
+export const LEDGER_EVENTS_STREAM = 'LEDGER_EVENTS';
+const DUPLICATE_WINDOW_NANOS = 2 * 60 * 1_000_000_000;
+
+/** `ledger.events.{category}.{id}.{type}`: `organization-acme` → `organization.acme`. */
+export function subjectOf(event: RecordedEvent): string {
+  const dash = event.streamId.indexOf('-');
+  return `ledger.events.${event.streamId.slice(0, dash)}.${event.streamId.slice(dash + 1)}.${event.type}`;
+}
+
+/** The body consumers get (API.md): positions as decimal strings, never rounded. */
+export function messageOf(event: RecordedEvent) {
+  return {
+    eventId: event.eventId,
+    type: event.type,
+    streamId: event.streamId,
+    revision: Number(event.revision),
+    position: event.position.toString(),
+    occurredAt: event.metadata.occurredAt,
+    data: event.data,
+    metadata: event.metadata,
+  };
+}
+
+export interface PublisherCheckpoint {
+  load(): Promise<bigint>;
+  save(position: bigint): Promise<void>;
+}
+
+export interface PublisherOptions {
+  replicas?: number;
+  /** Publishes awaiting JetStream's ack at once. */
+  maxInFlight?: number;
+  pageSize?: number;
+  idleMs?: number;
+  onError?: (error: unknown) => void;
+}
+
+/**
+ * Publishes every event of the store to JetStream from a stored checkpoint, with
+ * `Nats-Msg-Id` = event id so JetStream drops repeats. The checkpoint moves only past
+ * events JetStream acknowledged, so a crash or an outage loses nothing; events go out in
+ * store order, so in order per organization.
+ */
+export class JetStreamPublisher {
+  private running = false;
+  private loop?: Promise<void>;
+  private checkpoint = 0n;
+  private ensuredFor?: NatsConnection;
+  private wake?: () => void;
+
+  constructor(
+    private readonly store: EventStore,
+    private readonly checkpoints: PublisherCheckpoint,
+    private readonly connection: () => NatsConnection | undefined,
+    private readonly options: PublisherOptions = {},
+  ) {}
+
+  /** The position of the last event JetStream acknowledged. */
+  get position(): bigint {
+    return this.checkpoint;
+  }
+
+  async start(): Promise<void> {
+    this.checkpoint = await this.checkpoints.load();
+    this.running = true;
+    this.loop = this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    this.wake?.();
+    await this.loop;
+  }
+
+  private async run() {
+    while (this.running) {
+      try {
+        const published = await this.publishNextPage();
+        if (published === 0) await this.idle(this.options.idleMs ?? 50);
+      } catch (error) {
+        this.options.onError?.(error);
+        await this.idle(1000);
+      }
+    }
+  }
+
+  private idle(ms: number) {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wake = done;
+    });
+  }
+
+  private async publishNextPage(): Promise<number> {
+    const connection = this.connection();
+    if (!connection || connection.isClosed()) return 0;
+    await this.ensureStream(connection);
+    const page = await this.store.readAll({
+      fromPosition: this.checkpoint,
+      maxCount: this.options.pageSize ?? 1000,
+    });
+    if (page.length === 0) return 0;
+    const js = jetstream(connection);
+    const maxInFlight = this.options.maxInFlight ?? 256;
+    // Sent in order on one connection; acks awaited a window at a time.
+    for (let start = 0; start < page.length; start += maxInFlight) {
+      const window = page.slice(start, start + maxInFlight);
+      const acks = await Promise.allSettled(window.map((event) => this.publish(js, event)));
+      const failed = acks.findIndex((ack) => ack.status === 'rejected');
+      const done = failed === -1 ? window : window.slice(0, failed);
+      if (done.length > 0) {
+        this.checkpoint = done[done.length - 1].position;
+        await this.checkpoints.save(this.checkpoint);
+      }
+      if (failed !== -1) throw (acks[failed] as PromiseRejectedResult).reason;
+    }
+    return page.length;
+  }
+
+  private publish(js: ReturnType<typeof jetstream>, event: RecordedEvent): Promise<PubAck> {
+    // msgID is sent as the Nats-Msg-Id header: JetStream drops a repeat within its window.
+    return js.publish(subjectOf(event), JSON.stringify(messageOf(event)), { msgID: event.eventId });
+  }
+
+  private async ensureStream(connection: NatsConnection) {
+    if (this.ensuredFor === connection) return;
+    const jsm = await jetstreamManager(connection);
+    const config = {
+      name: LEDGER_EVENTS_STREAM,
+      subjects: ['ledger.events.>'],
+      storage: StorageType.File,
+      duplicate_window: DUPLICATE_WINDOW_NANOS,
+      num_replicas: this.options.replicas ?? 1,
+    };
+    try {
+      await jsm.streams.info(LEDGER_EVENTS_STREAM);
+    } catch {
+      await jsm.streams.add(config);
+    }
+    this.ensuredFor = connection;
+  }
+}
