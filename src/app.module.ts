@@ -17,6 +17,7 @@ import { LEDGER_CONFIG, type LedgerConfig } from './config/config';
 import { EventStoreModule } from './event-store/event-store.module';
 import { loggerModule } from './logging/logging.module';
 import { MetricsModule } from './metrics/metrics';
+import { NatsModule } from './nats/nats.module';
 import { WriteModule } from './write/write.module';
 
 @Global()
@@ -46,6 +47,7 @@ export class AppModule {
         MetricsModule,
         WriteModule,
         ReadModelsModule,
+        NatsModule,
       ],
       controllers: [
         UsersController,

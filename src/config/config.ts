@@ -43,6 +43,8 @@ const schema = z.object({
   LEDGER_SNAPSHOT_EVERY: positiveInt(500),
   /** How many aggregates (organizations and users) the write side keeps in memory. */
   LEDGER_CACHE_SIZE: positiveInt(10_000),
+  /** JetStream replicas of LEDGER_EVENTS (3 in a cluster). */
+  LEDGER_JETSTREAM_REPLICAS: positiveInt(1),
   /** Fault injection for the crash tests: the named crash point kills the process. */
   LEDGER_CRASH_AT: z.string().min(1).optional(),
 });
@@ -63,6 +65,7 @@ export interface LedgerConfig {
   snapshotEvery: number;
   cacheSize: number;
   crashAt?: string;
+  jetStreamReplicas: number;
 }
 
 /** A wrong setting: its message is the one line printed before the process exits. */
@@ -118,6 +121,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LedgerConfig {
     snapshotEvery: s.LEDGER_SNAPSHOT_EVERY,
     cacheSize: s.LEDGER_CACHE_SIZE,
     crashAt: s.LEDGER_CRASH_AT,
+    jetStreamReplicas: s.LEDGER_JETSTREAM_REPLICAS,
   };
 }
 

@@ -19,6 +19,8 @@ export type HealthCheck = () => Promise<void>;
 
 export interface CheckState {
   status: 'up' | 'down';
+  /** False for a dependency the service works without for a while (NATS). */
+  required?: boolean;
 }
 
 export interface HealthReport {
@@ -37,14 +39,21 @@ export const HEALTH_CHECK_TIMEOUT_MS = 3000;
 export class HealthChecks {
   private readonly logger = new Logger(HealthChecks.name);
   private readonly checks = new Map<string, HealthCheck>();
+  private readonly optional = new Set<string>();
 
   constructor(@Inject(EVENT_STORE) eventStore: EventStore) {
     this.register('eventStore', () => eventStore.ping());
   }
 
-  register(name: string, check: HealthCheck): void {
+  private state(status: CheckState['status'], name: string): CheckState {
+    return this.optional.has(name) ? { status, required: false } : { status };
+  }
+
+  /** `required: false` reports the dependency without making the service unready. */
+  register(name: string, check: HealthCheck, options: { required?: boolean } = {}): void {
     if (this.checks.has(name)) throw new Error(`health check ${name} is already registered`);
     this.checks.set(name, check);
+    if (options.required === false) this.optional.add(name);
   }
 
   /** Runs every check at once; `healthy` when all are up. */
@@ -55,16 +64,16 @@ export class HealthChecks {
       [...this.checks].map(async ([name, check]): Promise<[string, CheckState]> => {
         try {
           await withTimeout(check, timeoutMs);
-          return [name, { status: 'up' }];
+          return [name, this.state('up', name)];
         } catch (error) {
           // The reason goes to the log, not to the public answer.
           this.logger.warn(`health check ${name} failed: ${describe(error)}`);
-          return [name, { status: 'down' }];
+          return [name, this.state('down', name)];
         }
       }),
     );
     return {
-      healthy: entries.every(([, state]) => state.status === 'up'),
+      healthy: entries.every(([name, state]) => state.status === 'up' || this.optional.has(name)),
       checks: Object.fromEntries(entries),
     };
   }
