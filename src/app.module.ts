@@ -18,6 +18,7 @@ import { EventStoreModule } from './event-store/event-store.module';
 import { loggerModule } from './logging/logging.module';
 import { MetricsModule } from './metrics/metrics';
 import { NatsModule } from './nats/nats.module';
+import { LedgerNatsService } from './api/nats/ledger-nats.service';
 import { WriteModule } from './write/write.module';
 
 @Global()
@@ -62,6 +63,7 @@ export class AppModule {
       providers: [
         { provide: APP_GUARD, useClass: AuthenticationGuard },
         { provide: APP_INTERCEPTOR, useClass: ReadYourWritesInterceptor },
+        LedgerNatsService,
       ],
     };
   }

@@ -43,6 +43,8 @@ const schema = z.object({
   LEDGER_SNAPSHOT_EVERY: positiveInt(500),
   /** How many aggregates (organizations and users) the write side keeps in memory. */
   LEDGER_CACHE_SIZE: positiveInt(10_000),
+  /** Whether this process answers the NATS request subjects (`off` for a process that must not). */
+  LEDGER_NATS_REQUESTS: z.enum(['on', 'off']).default('on'),
   /** JetStream replicas of LEDGER_EVENTS (3 in a cluster). */
   LEDGER_JETSTREAM_REPLICAS: positiveInt(1),
   /** Fault injection for the crash tests: the named crash point kills the process. */
@@ -66,6 +68,7 @@ export interface LedgerConfig {
   cacheSize: number;
   crashAt?: string;
   jetStreamReplicas: number;
+  natsRequests: boolean;
 }
 
 /** A wrong setting: its message is the one line printed before the process exits. */
@@ -122,6 +125,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LedgerConfig {
     cacheSize: s.LEDGER_CACHE_SIZE,
     crashAt: s.LEDGER_CRASH_AT,
     jetStreamReplicas: s.LEDGER_JETSTREAM_REPLICAS,
+    natsRequests: s.LEDGER_NATS_REQUESTS === 'on',
   };
 }
 

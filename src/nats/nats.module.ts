@@ -30,6 +30,7 @@ export class EventPublishing implements OnApplicationBootstrap, OnApplicationShu
   private connection?: NatsConnection;
   private stopping = false;
   private connecting?: Promise<void>;
+  private readonly connectedListeners: ((connection: NatsConnection) => void)[] = [];
   readonly publisher: JetStreamPublisher;
 
   constructor(
@@ -71,6 +72,12 @@ export class EventPublishing implements OnApplicationBootstrap, OnApplicationShu
     );
   }
 
+  /** Called once the first connection is up (the client then reconnects by itself). */
+  onConnected(listener: (connection: NatsConnection) => void) {
+    this.connectedListeners.push(listener);
+    if (this.connection) listener(this.connection);
+  }
+
   async onApplicationBootstrap() {
     await this.publisher.start();
     this.connecting = this.connectInBackground();
@@ -94,6 +101,7 @@ export class EventPublishing implements OnApplicationBootstrap, OnApplicationShu
           reconnectTimeWait: RECONNECT_WAIT_MS,
         });
         this.logger.log(`connected to NATS at ${this.connection.getServer()}`);
+        for (const listener of this.connectedListeners) listener(this.connection);
       } catch (error) {
         this.logger.warn(`NATS not reachable (${String(error)}); retrying`);
         await new Promise((resolve) => setTimeout(resolve, RECONNECT_WAIT_MS));

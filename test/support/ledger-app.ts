@@ -48,6 +48,8 @@ export async function startLedger(
     LEDGER_DATA_DIR: dataDir,
     LOG_LEVEL: 'silent',
     LEDGER_JWT_SECRET: TEST_SECRET,
+    // Suites run side by side on one NATS server: only the NATS suites answer its subjects.
+    LEDGER_NATS_REQUESTS: 'off',
     ...options.env,
   });
   let builder = Test.createTestingModule({ imports: [AppModule.forRoot(config)] });

@@ -35,6 +35,7 @@ export async function startService(env: Record<string, string>): Promise<Service
       PATH: process.env.PATH,
       LOG_LEVEL: 'warn',
       LEDGER_JWT_SECRET: TEST_SECRET,
+      LEDGER_NATS_REQUESTS: 'off',
       ...env,
       PORT: String(port),
       GRPC_PORT: String(await freePort()),
