@@ -114,6 +114,7 @@ export class JetStreamPublisher {
     for (let start = 0; start < page.length; start += maxInFlight) {
       const window = page.slice(start, start + maxInFlight);
       const acks = await Promise.allSettled(window.map((event) => this.publish(js, event)));
+      this.announceLowBalances(connection, window, acks);
       const failed = acks.findIndex((ack) => ack.status === 'rejected');
       const done = failed === -1 ? window : window.slice(0, failed);
       if (done.length > 0) {
@@ -123,6 +124,30 @@ export class JetStreamPublisher {
       if (failed !== -1) throw (acks[failed] as PromiseRejectedResult).reason;
     }
     return page.length;
+  }
+
+  /**
+   * The LowBalance notice: the fact is written once per crossing (LowBalanceReached), and
+   * announced once JetStream has it, so a retried page may announce it again (at least once).
+   */
+  private announceLowBalances(
+    connection: NatsConnection,
+    window: RecordedEvent[],
+    acks: PromiseSettledResult<PubAck>[],
+  ) {
+    window.forEach((event, index) => {
+      if (event.type !== 'LowBalanceReached' || acks[index].status !== 'fulfilled') return;
+      const organizationId = event.streamId.slice('organization-'.length);
+      connection.publish(
+        `ledger.alerts.${organizationId}.low-balance`,
+        JSON.stringify({
+          organizationId,
+          ...(event.data as object),
+          eventId: event.eventId,
+          occurredAt: event.metadata.occurredAt,
+        }),
+      );
+    });
   }
 
   private publish(js: ReturnType<typeof jetstream>, event: RecordedEvent): Promise<PubAck> {

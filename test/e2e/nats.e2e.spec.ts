@@ -73,6 +73,36 @@ describe('events on NATS JetStream', () => {
     expect(health.body.checks.nats).toEqual({ status: 'up', required: false });
   });
 
+  it('sends a LowBalance notice when available credits first fall below the threshold', async () => {
+    const notices: unknown[] = [];
+    const subscription = nats.subscribe(`ledger.alerts.${organization}.low-balance`, {
+      callback: (_, message) => {
+        notices.push(message.json());
+      },
+    });
+    await nats.flush();
+    await ledger.http
+      .put(`/v1/organizations/${organization}/low-balance-threshold`)
+      .send({ threshold: 5 })
+      .expect(200);
+    await ledger.http
+      .post('/v1/charm-runs')
+      .send({ runId: 'r2', charmId: 'c', userId: 'u', amount: 3, organizationId: organization })
+      .expect(201);
+    await ledger.http
+      .post('/v1/charm-runs')
+      .send({ runId: 'r3', charmId: 'c', userId: 'u', amount: 1, organizationId: organization })
+      .expect(201);
+    const deadline = Date.now() + 5000;
+    while (notices.length === 0 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 300));
+    subscription.unsubscribe();
+    expect(notices).toEqual([
+      expect.objectContaining({ organizationId: organization, threshold: 5, available: 4 }),
+    ]);
+  });
+
   it('starts and serves without NATS, reporting it in /health', async () => {
     const elsewhere = newDataDir();
     const offline = await startLedger(elsewhere, { env: { NATS_URL: 'nats://127.0.0.1:1' } });
