@@ -1,5 +1,12 @@
 import { randomBytes } from 'node:crypto';
+import { jetstream } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import {
+  consumeLedgerEvents,
+  LedgerClient,
+  LedgerClientError,
+  type LedgerEventMessage,
+} from '../../src/client';
 import { newDataDir, removeDataDir, startLedger, type RunningLedger } from '../support/ledger-app';
 
 /** Charging, holding, granting and reading balances over NATS request/reply. */
@@ -142,5 +149,50 @@ describe('NATS request/reply', () => {
     expect(new Set(info.endpoints.map((endpoint) => endpoint.queue_group))).toEqual(
       new Set(['ledger']),
     );
+  });
+
+  it('has a typed client: request helpers, error replies as LedgerClientError, events once each', async () => {
+    const client = new LedgerClient(nats);
+    const charged = await client.charge({
+      runId: 'typed',
+      charmId: 'c',
+      userId: 'u',
+      amount: 2,
+      organizationId: org,
+    });
+    expect(charged).toMatchObject({ runId: 'typed', charged: 2, replayed: false });
+    expect((await client.balance(org)).available).toBe(charged.balance.available);
+    const refused = await client
+      .charge({ runId: 'typed', charmId: 'c', userId: 'u', amount: 3, organizationId: org })
+      .catch((error) => error);
+    expect(refused).toBeInstanceOf(LedgerClientError);
+    expect(refused.code).toBe('CONFLICT');
+
+    // A repeat of an event (as after a publisher retry outside the dedupe window) is dropped.
+    const seen: LedgerEventMessage[] = [];
+    const controller = new AbortController();
+    const consuming = consumeLedgerEvents(nats, (event) => void seen.push(event), {
+      filterSubject: `ledger.events.organization.${org}.>`,
+      signal: controller.signal,
+    });
+    const deadline = Date.now() + 10_000;
+    while (
+      !seen.some((event) => event.data && (event.data as { runId?: string }).runId === 'typed') &&
+      Date.now() < deadline
+    ) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const typed = seen.find((event) => (event.data as { runId?: string }).runId === 'typed')!;
+    await jetstream(nats).publish(
+      `ledger.events.organization.${org}.CharmRunCharged`,
+      JSON.stringify(typed),
+      { msgID: `repeat-${typed.eventId}` },
+    );
+    await new Promise((r) => setTimeout(r, 500));
+    controller.abort();
+    await consuming;
+    expect(seen.filter((event) => event.eventId === typed.eventId)).toHaveLength(1);
+    expect(new Set(seen.map((event) => event.eventId)).size).toBe(seen.length);
+    expect(seen[0].type).toBe('OrganizationCreated');
   });
 });
