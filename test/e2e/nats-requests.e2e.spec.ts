@@ -112,6 +112,22 @@ describe('NATS request/reply', () => {
       position: http.body.position,
     });
     expect(
+      await ask('ledger.charm-runs.refund', { organizationId: org, runId: 'nope' }),
+    ).toMatchObject({
+      ok: false,
+      error: { code: 'NOT_FOUND' },
+    });
+    expect(
+      await ask('ledger.charm-runs.charge', { ...charge, runId: 'x', userId: 'stranger' }),
+    ).toMatchObject({
+      ok: false,
+      error: { code: 'FORBIDDEN' },
+    });
+    expect(await ask('ledger.balance.get', { organizationId: 'nowhere' })).toMatchObject({
+      ok: false,
+      error: { code: 'NOT_FOUND' },
+    });
+    expect(
       await ask('ledger.charm-runs.charge', { ...charge, runId: 'big', amount: 1000 }),
     ).toMatchObject({
       ok: false,
