@@ -2,6 +2,7 @@ import type { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ValidationFailed } from '../../ledger/errors';
+import { serveConsole } from './console';
 import { ProblemDetailsFilter } from './problem-details.filter';
 import { LedgerValidationPipe } from './validation.pipe';
 
@@ -16,10 +17,11 @@ export const DOCS_PATH = 'docs';
 /**
  * Everything HTTP-specific around the controllers, shared by main.ts and the e2e tests so that
  * both see the same edge. Call it after creating the application and before init()/listen().
- * Routes keep their own `/v1` prefix; /health and /docs have none.
+ * Routes keep their own `/v1` prefix; /health, /docs and /console have none.
  */
 export function configureHttp(app: NestExpressApplication): void {
   app.disable('x-powered-by');
+  serveConsole(app);
   // Registered before Nest's own parsers (added at init), so these run first and Nest's
   // default JSON parser (1 MB limit) is not added at all.
   app.use(requireJsonBody);
