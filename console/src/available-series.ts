@@ -1,12 +1,17 @@
 import type { Allocation, LedgerEvent } from './api';
 
-/** One point of the balance chart: available credits right after `at`. */
+/** One point of the balance chart: available credits right after `at`, and what moved them. */
 export interface AvailablePoint {
   at: number;
   available: number;
+  cause: string;
+  /** What the chart marks at this point: a grant, an expiry, a transfer. */
+  mark?: string;
 }
 
-export interface Marker extends AvailablePoint {
+export interface Marker {
+  at: number;
+  available: number;
   label: string;
 }
 
@@ -51,8 +56,9 @@ export function availableSeries(events: readonly LedgerEvent[], until: number): 
     while (pendingExpiries.length > 0 && pendingExpiries[0].at <= at) {
       const { at: expiredAt, grantId } = pendingExpiries.shift()!;
       const available = availableAt(expiredAt);
-      series.points.push({ at: expiredAt, available });
-      series.expiries.push({ at: expiredAt, available, label: `grant ${grantId} expires` });
+      const label = `grant ${grantId} expires`;
+      series.points.push({ at: expiredAt, available, cause: 'expiry', mark: label });
+      series.expiries.push({ at: expiredAt, available, label });
     }
   };
 
@@ -97,19 +103,22 @@ export function availableSeries(events: readonly LedgerEvent[], until: number): 
       default:
         continue; // Membership and settings move no credits.
     }
-    const available = availableAt(at);
-    series.points.push({ at, available });
-    const marker = { at, available };
+    const point: AvailablePoint = { at, available: availableAt(at), cause: event.type };
     if (event.type === 'CreditsGranted') {
-      series.grants.push({ ...marker, label: `${String(data.amount)} credits granted` });
+      point.mark = `${String(data.amount)} credits granted`;
+      series.grants.push({ ...point, label: point.mark });
     } else if (event.type === 'CreditsTransferredIn') {
-      series.transfers.push({ ...marker, label: `${String(data.amount)} credits in` });
+      point.mark = `${String(data.amount)} credits in from ${String(data.fromOrganizationId)}`;
+      series.transfers.push({ ...point, label: point.mark });
     } else if (event.type === 'CreditsTransferredOut') {
-      series.transfers.push({ ...marker, label: `${String(data.amount)} credits out` });
+      point.mark = `${String(data.amount)} credits out to ${String(data.toOrganizationId)}`;
+      series.transfers.push({ ...point, label: point.mark });
     }
+    series.points.push(point);
   }
+  // Expiries since the last event still change what is available. The line ends at the last
+  // change rather than now, so that old histories keep a readable time axis.
   drawExpiriesUntil(until);
-  if (series.points.length > 0) series.points.push({ at: until, available: availableAt(until) });
   return series;
 }
 

@@ -64,6 +64,11 @@ export function drawBalanceChart(canvas: HTMLCanvasElement, series: AvailableSer
       pointHoverRadius: 10,
     }) as ChartDataset<'scatter', Point[]>;
   const markerLists = [series.grants, series.expiries, series.transfers];
+  const first = series.points[0]?.at ?? 0;
+  const last = series.points.at(-1)?.at ?? 0;
+  const pad = Math.max((last - first) * 0.03, 60_000);
+  // Under three days of history, ticks need the time of day too.
+  const short = last - first < 3 * 24 * 3600_000;
   const chart = new Chart<'scatter', Point[]>(canvas, {
     type: 'scatter',
     data: {
@@ -88,7 +93,17 @@ export function drawBalanceChart(canvas: HTMLCanvasElement, series: AvailableSer
       responsive: true,
       maintainAspectRatio: false,
       scales: {
-        x: { type: 'linear', ticks: { callback: (value) => formatDay(Number(value)) } },
+        x: {
+          type: 'linear',
+          // Exactly the span of the history, a little padded, rather than "nice" numbers of ms.
+          min: first - pad,
+          max: last + pad,
+          ticks: {
+            maxTicksLimit: 8,
+            callback: (value) =>
+              short ? formatTime(Number(value)).slice(5, 16) : formatDay(Number(value)),
+          },
+        },
         y: {
           beginAtZero: true,
           title: { display: true, text: 'credits' },

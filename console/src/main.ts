@@ -113,6 +113,12 @@ function showOnly(sectionId: string) {
   }
 }
 
+/** A view that could not load shows a line saying so, not empty charts and tables. */
+function showBody(view: View, loaded: boolean) {
+  byId(`${view}-body`).hidden = !loaded;
+  byId(`${view}-unavailable`).hidden = loaded;
+}
+
 function focusHeading(sectionId: string) {
   document.querySelector<HTMLElement>(`#${sectionId} h1`)?.focus();
 }
@@ -268,9 +274,11 @@ async function loadBalance(organizationId: string, current: number) {
     ui.balanceAvailable.textContent = '–';
     ui.balanceReserved.textContent = '–';
     fillRows(ui.grants, []);
+    showBody('balance', false);
     fail(balance.reason, organizationId);
     return;
   }
+  showBody('balance', true);
   setFigure(ui.balanceAvailable, balance.value.available);
   setFigure(ui.balanceReserved, balance.value.reserved);
   fillRows(ui.grants, balance.value.grants.map(grantCells));
@@ -290,16 +298,13 @@ async function loadBalance(organizationId: string, current: number) {
   ui.balanceChartNote.hidden = true;
   const series = availableSeries(events.value, Date.now());
   drawBalanceChart(ui.balanceChart, series);
-  const marks = new Map<number, string[]>();
-  for (const marker of [...series.grants, ...series.expiries, ...series.transfers]) {
-    marks.set(marker.at, [...(marks.get(marker.at) ?? []), marker.label]);
-  }
   fillRows(
     ui.balancePoints,
     series.points.map((point) => [
       formatTime(point.at),
       number(point.available),
-      (marks.get(point.at) ?? []).join('; '),
+      point.cause,
+      point.mark ?? '',
     ]),
   );
 }
@@ -341,10 +346,12 @@ async function loadUsage(organizationId: string, current: number) {
     fillRows(ui.usageTable, []);
     ui.usageTable.tFoot!.replaceChildren();
     drawUsageChart(ui.usageChart, []);
+    showBody('usage', false);
     fail(error, organizationId);
     return;
   }
   if (current !== generation) return;
+  showBody('usage', true);
   ui.usageKeyHeader.textContent = KEY_HEADERS[report.groupBy];
   drawUsageChart(ui.usageChart, report.rows);
   fillRows(
@@ -417,10 +424,12 @@ async function loadHistory(organizationId: string, current: number) {
     if (current !== generation) return;
     historyEvents = [];
     renderTimeline(organizationId);
+    showBody('history', false);
     fail(error, organizationId);
     return;
   }
   if (current !== generation) return;
+  showBody('history', true);
   historyEvents = events;
   const chosen = ui.historyType.value;
   const types = [...new Set(events.map((event) => event.type))].sort();

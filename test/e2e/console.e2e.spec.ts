@@ -233,7 +233,8 @@ describeInBrowser('console in a real browser', () => {
     // Folded from the history, the line ends where the ledger's own balance is.
     const points = await tableRows(page, '#balance-points');
     expect(points.at(-1)![1]).toBe(balance.available.toLocaleString('en-US'));
-    expect(points.map((point) => point[2])).toContain('grant spring-promo expires');
+    expect(points.map((point) => point[3])).toContain('grant spring-promo expires');
+    expect(points.map((point) => point[3])).toContain('100 credits out to labs');
 
     // The token is in this tab's session storage only.
     expect(await inPage<string[]>(page, 'Object.keys(sessionStorage)')).toEqual([
@@ -403,6 +404,8 @@ describeInBrowser('console in a real browser', () => {
         'You are not allowed to do this in organization acme',
       );
       expect(await outsider.page.textContent('#current-organization')).toBe('acme');
+      expect(await outsider.page.locator('#balance-unavailable').isVisible()).toBe(true);
+      expect(await outsider.page.locator('#balance-chart').isVisible()).toBe(false);
       await shot(outsider.page, 'error-forbidden');
 
       const billing = await openConsole(undefined, '#/acme/history');
