@@ -441,6 +441,8 @@ async function loadHistory(organizationId: string, current: number) {
   renderTimeline(organizationId);
 }
 
+const TIMELINE_LABELS = ['Revision', 'Time', 'Type', 'Actor', 'Amount', 'Details'];
+
 function renderTimeline(organizationId: string) {
   const type = ui.historyType.value;
   const shown = historyEvents.filter((event) => !type || event.type === type);
@@ -457,6 +459,8 @@ function renderTimeline(organizationId: string) {
         detailsOf(event),
       ]);
       tr.dataset.revision = String(event.revision);
+      // On a phone each event is a card; these name its lines (see styles.css).
+      TIMELINE_LABELS.forEach((label, index) => (tr.cells[index].dataset.label = label));
       const button = document.createElement('button');
       button.type = 'button';
       button.className = 'small';
