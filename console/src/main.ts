@@ -164,6 +164,19 @@ async function render(moveFocus: boolean) {
 function showCurrentOrganization(organizationId: string) {
   const name = organizationNames.get(organizationId);
   ui.currentOrganization.textContent = name ? `${name} (${organizationId})` : organizationId;
+  if (!name && session) {
+    // A service token lists no organizations: ask for the name. A refusal is left to the
+    // view's own call to explain; the header keeps the id.
+    session.api.organization(organizationId).then(
+      (organization) => {
+        organizationNames.set(organizationId, organization.name);
+        if (parseRoute().organizationId === organizationId) {
+          ui.currentOrganization.textContent = `${organization.name} (${organizationId})`;
+        }
+      },
+      () => undefined,
+    );
+  }
   if (session?.info.kind === 'service') ui.organizationInput.value = organizationId;
   else if ([...ui.organizationSelect.options].some((option) => option.value === organizationId)) {
     ui.organizationSelect.value = organizationId;

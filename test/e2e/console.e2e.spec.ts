@@ -372,7 +372,7 @@ describeInBrowser('console in a real browser', () => {
     expect(await page.getByLabel('Switch organization').isVisible()).toBe(false);
     await page.getByLabel('Organization id').fill('labs');
     await page.getByLabel('Organization id').press('Enter');
-    await expectText(page, '#current-organization', 'labs');
+    await expectText(page, '#current-organization', 'Acme Labs (labs)');
     await page.waitForSelector('#grants tbody tr');
     // The credits acme moved over are a grant of labs.
     expect(
