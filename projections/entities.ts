@@ -10,7 +10,7 @@ export class ProjectionCheckpoint {
   @PrimaryColumn('varchar', { length: 64 })
   projection!: string;
 
-  @Column('varchar', { length: 20 })
+  @Column('varchar', { length: 40 })
   position!: string;
 }
 
@@ -43,7 +43,7 @@ export class BalanceGrant {
   @Column('varchar', { name: 'granted_at', length: 32 })
   grantedAt!: string;
 
-  @Column('varchar', { length: 20 })
+  @Column('varchar', { length: 40 })
   position!: string;
 }
 

@@ -40,7 +40,7 @@ interface Stores {
 
 async function withStores<T>(work: (stores: Stores) => Promise<T>): Promise<T> {
   const config = loadConfig();
-  const store = openEventStore(config);
+  const store = await openEventStore(config);
   const database = await readModelDataSource(config).initialize();
   try {
     return await work({ store, database });

@@ -103,6 +103,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LedgerConfig {
     const missing = s.LEDGER_JWT_ISSUER ? 'LEDGER_JWT_AUDIENCE' : 'LEDGER_JWT_ISSUER';
     throw new ConfigError(`Missing setting ${missing}: required with LEDGER_JWKS_URL`);
   }
+  if (s.LEDGER_EVENT_STORE === 'postgres' && !s.DATABASE_URL) {
+    throw new ConfigError(
+      'Missing setting DATABASE_URL: required with LEDGER_EVENT_STORE=postgres (the events live there)',
+    );
+  }
   if (!s.LEDGER_JWT_SECRET && !s.LEDGER_JWKS_URL && s.LEDGER_EVENT_STORE !== 'sqlite') {
     throw new ConfigError(
       `Missing setting LEDGER_JWT_SECRET: set it or LEDGER_JWKS_URL (only the embedded default makes a dev secret)`,

@@ -2,19 +2,32 @@ import { join } from 'node:path';
 import { Global, Inject, Module, type OnApplicationShutdown } from '@nestjs/common';
 import { LEDGER_CONFIG, type LedgerConfig } from '../config/config';
 import { EVENT_STORE, type EventStore, SNAPSHOT_STORE, type SnapshotStore } from './event-store';
+import { EventStoreDbEventStore } from './eventstoredb/eventstoredb-event-store';
+import { PostgresEventStore } from './postgres/postgres-event-store';
 import { SqliteEventStore } from './sqlite/sqlite-event-store';
 
 /**
  * Opens the event store the config names. The one place that chooses an adapter; usable
  * without NestJS (operator commands).
  */
-export function openEventStore(config: LedgerConfig): EventStore & SnapshotStore {
+export async function openEventStore(config: LedgerConfig): Promise<EventStore & SnapshotStore> {
   switch (config.eventStore) {
     case 'sqlite':
       return new SqliteEventStore(join(config.dataDir, 'events.sqlite'));
     case 'postgres':
-    case 'eventstoredb':
-      throw new Error(`LEDGER_EVENT_STORE=${config.eventStore} is not available in this build yet`);
+      // loadConfig refuses postgres without DATABASE_URL.
+      return PostgresEventStore.open(config.databaseUrl!);
+    case 'eventstoredb': {
+      const store = EventStoreDbEventStore.open(config.eventStoreUrl);
+      // Fail at start, with the reason, rather than on the first charge.
+      await store.ping().catch(async (error: unknown) => {
+        await store.close();
+        throw new Error(
+          `EventStoreDB at ${config.eventStoreUrl} does not answer: ${error instanceof Error ? error.message : String(error)}`,
+        );
+      });
+      return store;
+    }
   }
 }
 
@@ -30,7 +43,7 @@ export function openEventStore(config: LedgerConfig): EventStore & SnapshotStore
       inject: [LEDGER_CONFIG],
       useFactory: (config: LedgerConfig) => openEventStore(config),
     },
-    // The SQLite file holds the snapshots too; other adapters may provide a separate store.
+    // Every adapter keeps its snapshots beside its events.
     { provide: SNAPSHOT_STORE, useExisting: EVENT_STORE },
   ],
   exports: [EVENT_STORE, SNAPSHOT_STORE],

@@ -3,6 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { DataSource } from 'typeorm';
 import { READ_MODEL_ENTITIES } from '../../projections/entities';
 import { ReadModels1764300000000 } from '../../projections/migrations/1764300000000-read-models';
+import { WidePositions1764400000000 } from '../../projections/migrations/1764400000000-wide-positions';
 import type { LedgerConfig } from '../config/config';
 
 export type Dialect = 'sqlite' | 'postgres';
@@ -16,7 +17,7 @@ export function readModelDataSource(
 ): DataSource {
   const common = {
     entities: READ_MODEL_ENTITIES,
-    migrations: [ReadModels1764300000000],
+    migrations: [ReadModels1764300000000, WidePositions1764400000000],
     migrationsRun: true,
     synchronize: false,
     logging: false,

@@ -1,3 +1,4 @@
+import { type ChildProcess, fork } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as delay, setImmediate as nextTurn } from 'node:timers/promises';
 import {
@@ -10,6 +11,8 @@ import {
   type Subscription,
   WrongExpectedRevisionError,
 } from '../../src/event-store/event-store';
+import type { RaceReply, RaceRequest, StoreLocation } from '../support/append-racer';
+import { compileForChild, type CompiledTree } from '../support/compile-for-child';
 
 /**
  * The behaviour every event-store adapter must have. Each test works in its own stream-name
@@ -60,10 +63,21 @@ async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
   throw new Error('expected the promise to reject, but it resolved');
 }
 
+export interface ContractOptions {
+  cleanup?: (store: ContractStore) => Promise<void>;
+  /** Where other processes find the same store, for the race between processes. */
+  locate: (store: ContractStore) => StoreLocation;
+  /**
+   * Whether an event id may appear only once in the whole store (SQLite, PostgreSQL).
+   * EventStoreDB only makes a retried append idempotent; ids are unique per stream there.
+   */
+  uniqueEventIds?: boolean;
+}
+
 export function describeEventStoreContract(
   name: string,
   makeStore: () => Promise<ContractStore>,
-  cleanup: (store: ContractStore) => Promise<void> = (store) => store.close(),
+  { cleanup = (store) => store.close(), locate, uniqueEventIds = true }: ContractOptions,
 ): void {
   describe(`${name}: event store contract`, () => {
     let store: ContractStore;
@@ -172,7 +186,22 @@ export function describeEventStoreContract(
         expect(await store.headPosition()).toBe(headBefore);
       });
 
-      it('rejects a duplicate eventId and writes nothing of that append', async () => {
+      it('never writes a retried append twice', async () => {
+        const batch = newEvents(3);
+        const first = await append('org', batch, 'no_stream');
+        // The retry either repeats the answer (idempotent) or is refused; it never writes.
+        const retry = await append('org', batch, 'no_stream').catch((error: unknown) => error);
+        if (retry instanceof Error) {
+          expect(retry).not.toBeInstanceOf(TypeError);
+        } else {
+          expect(retry).toEqual(first);
+        }
+        const events = await store.readStream(ns + 'org');
+        expect(events.map((event) => event.eventId)).toEqual(batch.map((event) => event.eventId));
+      });
+
+      const ifUniqueIds = uniqueEventIds ? it : () => undefined;
+      ifUniqueIds('rejects a duplicate eventId and writes nothing of that append', async () => {
         const original = newEvent();
         await append('first', [original], 'no_stream');
         const headBefore = await store.headPosition();
@@ -502,6 +531,93 @@ export function describeEventStoreContract(
         await waitFor(() => retried.length === 3, 'the redelivery');
         expect(retried).toEqual([1n, 2n, 3n]);
       });
+    });
+
+    describe('two processes appending to one stream at once', () => {
+      let compiled: CompiledTree;
+      let racers: ChildProcess[] = [];
+
+      beforeAll(async () => {
+        compiled = await compileForChild(['src/event-store', 'test/support/append-racer.ts']);
+      });
+      afterAll(() => compiled?.remove());
+      afterEach(async () => {
+        await Promise.all(
+          racers.map(async (racer) => {
+            const exited = new Promise((resolve) => racer.once('exit', resolve));
+            if (racer.connected) racer.disconnect();
+            const timer = setTimeout(() => racer.kill('SIGKILL'), 5000);
+            await exited;
+            clearTimeout(timer);
+          }),
+        );
+        racers = [];
+      });
+
+      const ask = (racer: ChildProcess, request: RaceRequest) =>
+        new Promise<RaceReply>((resolve, reject) => {
+          racer.once('message', (reply) => resolve(reply as RaceReply));
+          racer.once('error', reject);
+          racer.send(request);
+        });
+
+      it('exactly one process wins each revision, and no two appends interleave', async () => {
+        await append('hot', newEvents(1), 'no_stream');
+        racers = Array.from({ length: 4 }, () =>
+          fork(compiled.pathOf('test/support/append-racer.ts'), [JSON.stringify(locate(store))], {
+            stdio: 'inherit',
+          }),
+        );
+        await Promise.all(
+          racers.map(
+            (racer) =>
+              new Promise<void>((resolve, reject) => {
+                racer.once('message', () => resolve());
+                racer.once('exit', (code) => reject(new Error(`racer exited with ${code}`)));
+              }),
+          ),
+        );
+
+        const batch = 3;
+        const rounds = 12;
+        let revision = 0n;
+        for (let round = 1; round <= rounds; round += 1) {
+          // Every process appends at the same expected revision at once.
+          const replies = await Promise.all(
+            racers.map((racer, index) =>
+              ask(racer, {
+                streamId: ns + 'hot',
+                expected: String(revision),
+                tag: `${round}:${index}`,
+                count: batch,
+              }),
+            ),
+          );
+          revision += BigInt(batch);
+          expect(replies.filter((reply) => reply.ok)).toEqual([
+            { ok: true, revision: String(revision) },
+          ]);
+          for (const loser of replies.filter((reply) => !reply.ok)) {
+            expect(loser).toEqual({
+              ok: false,
+              name: 'WrongExpectedRevisionError',
+              actual: String(revision),
+            });
+          }
+        }
+
+        const stream = await store.readStream(ns + 'hot');
+        expect(stream.map((event) => event.revision)).toEqual(
+          Array.from({ length: 1 + rounds * batch }, (_, index) => BigInt(index)),
+        );
+        // Each winner's events sit together, in its own order.
+        const tags = stream.slice(1).map((event) => event.data as { tag: string; index: number });
+        for (let start = 0; start < tags.length; start += batch) {
+          const group = tags.slice(start, start + batch);
+          expect(group.map((tag) => tag.tag)).toEqual(new Array(batch).fill(group[0].tag));
+          expect(group.map((tag) => tag.index)).toEqual([0, 1, 2]);
+        }
+      }, 60_000);
     });
 
     it('reads and delivers 10,000 events appended in batches, once each and in order', async () => {

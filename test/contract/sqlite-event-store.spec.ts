@@ -1,10 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import { Worker } from 'node:worker_threads';
-import { transformFileSync } from '@swc/core';
 import Database from 'better-sqlite3';
 import {
   DuplicateEventIdError,
@@ -26,11 +24,9 @@ afterAll(async () => {
 
 const newFile = () => join(dir, `${randomUUID()}.sqlite`);
 
-describeEventStoreContract('SqliteEventStore (file)', async () => new SqliteEventStore(newFile()));
-describeEventStoreContract(
-  'SqliteEventStore (:memory:)',
-  async () => new SqliteEventStore(':memory:'),
-);
+describeEventStoreContract('SqliteEventStore', async () => new SqliteEventStore(newFile()), {
+  locate: (store) => ({ adapter: 'sqlite', file: (store as SqliteEventStore).filename }),
+});
 
 describe('SqliteEventStore', () => {
   const opened: SqliteEventStore[] = [];
@@ -183,112 +179,4 @@ describe('SqliteEventStore', () => {
     );
     expect(() => store.subscribeToAll(() => undefined)).toThrow(/closed/);
   });
-
-  describe('two processes on one file', () => {
-    let workDir: string;
-    let modulePath: string;
-
-    // Workers cannot use Jest's TypeScript transform: compile the adapter for them.
-    beforeAll(async () => {
-      workDir = await mkdtemp(join(tmpdir(), 'ledger-workers-'));
-      const root = resolve(__dirname, '../..');
-      for (const file of [
-        'src/event-store/event-store.ts',
-        'src/event-store/sqlite/sqlite-event-store.ts',
-      ]) {
-        const { code } = transformFileSync(join(root, file), {
-          jsc: { parser: { syntax: 'typescript' }, target: 'es2022' },
-          module: { type: 'commonjs' },
-        });
-        const out = join(workDir, file.replace(/\.ts$/, '.js'));
-        await mkdir(dirname(out), { recursive: true });
-        await writeFile(out, code);
-      }
-      await symlink(join(root, 'node_modules'), join(workDir, 'node_modules'), 'dir');
-      modulePath = join(workDir, 'src/event-store/sqlite/sqlite-event-store.js');
-    });
-
-    afterAll(async () => {
-      await rm(workDir, { recursive: true, force: true });
-    });
-
-    it('lets exactly one of several concurrent appends with the same expected revision win', async () => {
-      const file = newFile();
-      const setup = open(file);
-      await setup.appendToStream('organization-hot', newEvents(1), 'no_stream');
-
-      const workers = 4;
-      const rounds = 15;
-      const barrier = new SharedArrayBuffer(4);
-      const threads = Array.from(
-        { length: workers },
-        () => new Worker(RACING_WORKER, { eval: true, workerData: { modulePath, file, barrier } }),
-      );
-      try {
-        for (let round = 1; round <= rounds; round += 1) {
-          const results = await Promise.all(
-            threads.map((thread) => ask(thread, { round, workers, expected: String(round - 1) })),
-          );
-          const winners = results.filter((result) => result.ok);
-          expect(winners).toEqual([{ ok: true, revision: String(round) }]);
-          for (const loser of results.filter((result) => !result.ok)) {
-            expect(loser).toEqual({
-              ok: false,
-              name: 'WrongExpectedRevisionError',
-              actual: String(round),
-            });
-          }
-        }
-      } finally {
-        await Promise.all(threads.map((thread) => thread.terminate()));
-      }
-
-      const stream = await setup.readStream('organization-hot');
-      expect(stream.map((event) => event.revision)).toEqual(
-        Array.from({ length: rounds + 1 }, (_, index) => BigInt(index)),
-      );
-    });
-  });
 });
-
-type RaceResult = { ok: true; revision: string } | { ok: false; name: string; actual: string };
-
-function ask(thread: Worker, message: unknown): Promise<RaceResult> {
-  return new Promise((resolveResult, reject) => {
-    const onMessage = (result: RaceResult) => {
-      thread.off('error', onError);
-      resolveResult(result);
-    };
-    const onError = (error: Error) => {
-      thread.off('message', onMessage);
-      reject(error);
-    };
-    thread.once('message', onMessage);
-    thread.once('error', onError);
-    thread.postMessage(message);
-  });
-}
-
-/** Each round: wait until every worker is ready, then all append at the same expected revision. */
-const RACING_WORKER = `
-const { parentPort, workerData } = require('node:worker_threads');
-const { randomUUID } = require('node:crypto');
-const { SqliteEventStore } = require(workerData.modulePath);
-const store = new SqliteEventStore(workerData.file);
-const arrived = new Int32Array(workerData.barrier);
-parentPort.on('message', async ({ round, workers, expected }) => {
-  const everyone = round * workers;
-  if (Atomics.add(arrived, 0, 1) + 1 === everyone) Atomics.notify(arrived, 0);
-  for (let seen = Atomics.load(arrived, 0); seen < everyone; seen = Atomics.load(arrived, 0)) {
-    Atomics.wait(arrived, 0, seen);
-  }
-  const eventId = randomUUID();
-  const metadata = { eventId, occurredAt: new Date().toISOString(), actor: { kind: 'service', id: 'race' }, correlationId: eventId, causationId: eventId };
-  try {
-    const result = await store.appendToStream('organization-hot', [{ eventId, type: 'CreditsGranted', data: {}, metadata }], BigInt(expected));
-    parentPort.postMessage({ ok: true, revision: String(result.nextExpectedRevision) });
-  } catch (error) {
-    parentPort.postMessage({ ok: false, name: error.name, actual: String(error.actual) });
-  }
-});
-`;

@@ -2,10 +2,7 @@
 // A forked process cannot use Jest's TypeScript transform, so its sources are compiled with swc
 // into a temporary folder that links the project's node_modules.
 import { fork, type ChildProcess } from 'node:child_process';
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { transformFileSync } from '@swc/core';
+import { compileForChild } from './compile-for-child';
 
 export interface EventStoreDbDouble {
   /** e.g. `esdb://127.0.0.1:PORT?tls=false` for EventStoreDBClient.connectionString */
@@ -15,11 +12,6 @@ export interface EventStoreDbDouble {
   stop(): Promise<void>;
 }
 
-const ROOT = resolve(__dirname, '..', '..');
-const SOURCES = [
-  'test/support/eventstoredb-double/server.ts',
-  'test/support/eventstoredb-double/main.ts',
-];
 const START_TIMEOUT_MS = 15_000;
 
 interface Reply {
@@ -29,21 +21,6 @@ interface Reply {
   id?: number;
 }
 
-async function compile(): Promise<string> {
-  const workDir = await mkdtemp(join(tmpdir(), 'esdb-double-'));
-  for (const file of SOURCES) {
-    const { code } = transformFileSync(join(ROOT, file), {
-      jsc: { parser: { syntax: 'typescript' }, target: 'es2022' },
-      module: { type: 'commonjs' },
-    });
-    const out = join(workDir, file.replace(/\.ts$/, '.js'));
-    await mkdir(dirname(out), { recursive: true });
-    await writeFile(out, code);
-  }
-  await symlink(join(ROOT, 'node_modules'), join(workDir, 'node_modules'), 'dir');
-  return workDir;
-}
-
 // Children still running when the test process exits are killed with it.
 const running = new Set<ChildProcess>();
 process.once('exit', () => {
@@ -51,9 +28,8 @@ process.once('exit', () => {
 });
 
 export async function startEventStoreDbDouble(): Promise<EventStoreDbDouble> {
-  const workDir = await compile();
-  const child = fork(join(workDir, 'test/support/eventstoredb-double/main.js'), ['0'], {
-    cwd: workDir,
+  const compiled = await compileForChild(['test/support/eventstoredb-double']);
+  const child = fork(compiled.pathOf('test/support/eventstoredb-double/main.ts'), ['0'], {
     execArgv: [],
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
   });
@@ -69,7 +45,7 @@ export async function startEventStoreDbDouble(): Promise<EventStoreDbDouble> {
     const kill = setTimeout(() => child.kill('SIGKILL'), 5_000);
     await exited;
     clearTimeout(kill);
-    await rm(workDir, { recursive: true, force: true });
+    await compiled.remove();
   };
 
   let port: number;

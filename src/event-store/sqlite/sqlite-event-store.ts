@@ -1,7 +1,5 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import {
   type AppendResult,
@@ -21,6 +19,7 @@ import {
   type Subscription,
   WrongExpectedRevisionError,
 } from '../event-store';
+import { AppendSignal, PollingSubscription, type PollingSource } from '../polling-subscription';
 
 export interface SqliteEventStoreOptions {
   /** Events read per query while a subscription catches up. */
@@ -90,13 +89,12 @@ const DEFAULTS: Required<SqliteEventStoreOptions> = {
  * is on disk when its promise resolves. better-sqlite3 is synchronous; every method still
  * returns a promise so that callers code against the port, not against this adapter.
  */
-export class SqliteEventStore implements EventStore, SnapshotStore {
+export class SqliteEventStore implements EventStore, SnapshotStore, PollingSource {
   private readonly db: Database.Database;
   private readonly options: Required<SqliteEventStoreOptions>;
-  private readonly subscriptions = new Set<SqliteSubscription>();
+  private readonly subscriptions = new Set<PollingSubscription>();
   /** Woken after each append of this instance, so local subscribers need not wait a poll. */
-  private readonly appendWaiters = new Set<() => void>();
-  private appendCount = 0;
+  private readonly appended = new AppendSignal();
   private closing: Promise<void> | undefined;
 
   private readonly statements: ReturnType<SqliteEventStore['prepareStatements']>;
@@ -152,7 +150,7 @@ export class SqliteEventStore implements EventStore, SnapshotStore {
   ): Promise<AppendResult> {
     this.assertOpen();
     const result = this.appendTransaction(streamId, events, expected);
-    if (events.length > 0) this.notifyAppended();
+    if (events.length > 0) this.appended.notify();
     return result;
   }
 
@@ -172,13 +170,12 @@ export class SqliteEventStore implements EventStore, SnapshotStore {
 
   async readAll(options: ReadAllOptions = {}): Promise<RecordedEvent[]> {
     this.assertOpen();
-    const rows = this.readPage(options.fromPosition ?? 0n, toLimit(options.maxCount));
-    return rows.map(toRecordedEvent);
+    return this.readPage(options.fromPosition ?? 0n, toLimit(options.maxCount));
   }
 
   subscribeToAll(handler: EventHandler, options: SubscribeOptions = {}): Subscription {
     this.assertOpen();
-    const subscription = new SqliteSubscription(this, handler, options, this.options);
+    const subscription = new PollingSubscription(this, handler, options, this.options);
     this.subscriptions.add(subscription);
     void subscription.finished.then(() => this.subscriptions.delete(subscription));
     return subscription;
@@ -228,36 +225,18 @@ export class SqliteEventStore implements EventStore, SnapshotStore {
   }
 
   /** @internal Events strictly after `afterPosition`, in global order. */
-  readPage(afterPosition: bigint, limit: number): EventRow[] {
-    return this.statements.readAll.all(afterPosition, limit);
+  readPage(afterPosition: bigint, limit: number): RecordedEvent[] {
+    return this.statements.readAll.all(afterPosition, limit).map(toRecordedEvent);
   }
 
   /** @internal Counts this instance's appends, so a subscriber can tell if it missed one. */
   get appendsSoFar(): number {
-    return this.appendCount;
+    return this.appended.appendsSoFar;
   }
 
-  /**
-   * @internal Resolves after this instance's next append or after `timeoutMs`, whichever is
-   * first. Returns a function that resolves it early (used by stop()).
-   */
+  /** @internal Resolves after this instance's next append or after `timeoutMs`. */
   waitForAppend(timeoutMs: number): { wait: Promise<void>; cancel: () => void } {
-    let cancel!: () => void;
-    const wait = new Promise<void>((resolve) => {
-      const timer = setTimeout(() => cancel(), timeoutMs);
-      cancel = () => {
-        clearTimeout(timer);
-        this.appendWaiters.delete(cancel);
-        resolve();
-      };
-      this.appendWaiters.add(cancel);
-    });
-    return { wait, cancel };
-  }
-
-  private notifyAppended(): void {
-    this.appendCount += 1;
-    for (const wake of [...this.appendWaiters]) wake();
+    return this.appended.waitForAppend(timeoutMs);
   }
 
   private appendInTransaction(
@@ -368,97 +347,6 @@ export class SqliteEventStore implements EventStore, SnapshotStore {
 
   private assertOpen(): void {
     if (this.closing !== undefined) throw new Error(`event store ${this.filename} is closed`);
-  }
-}
-
-/**
- * One catch-up-then-live subscription. It always reads strictly after the last position it
- * handled, so the seam between catching up and live delivery has no gap and no repeat.
- */
-class SqliteSubscription implements Subscription {
-  /** Tells stop() whether it is being called from inside this subscription's own handler. */
-  private static readonly current = new AsyncLocalStorage<SqliteSubscription>();
-
-  readonly finished: Promise<void>;
-  private stopped = false;
-  private cancelWait: (() => void) | undefined;
-
-  constructor(
-    private readonly store: SqliteEventStore,
-    private readonly handler: EventHandler,
-    private readonly options: SubscribeOptions,
-    private readonly tuning: Required<SqliteEventStoreOptions>,
-  ) {
-    this.finished = this.run();
-  }
-
-  stop(): Promise<void> {
-    this.stopped = true;
-    this.cancelWait?.();
-    if (SqliteSubscription.current.getStore() === this) return Promise.resolve();
-    return this.finished;
-  }
-
-  private async run(): Promise<void> {
-    const prefixes = this.options.streamPrefixes;
-    const wanted = (streamId: string) =>
-      prefixes === undefined || prefixes.some((prefix) => streamId.startsWith(prefix));
-    let lastPosition = this.options.fromPosition ?? 0n;
-    let caughtUp = false;
-    // Let the caller hold the subscription (and call stop()) before the first event arrives.
-    await yieldToEventLoop();
-    try {
-      while (!this.stopped) {
-        const appendsBeforeRead = this.store.appendsSoFar;
-        const page = this.store.readPage(lastPosition, this.tuning.pageSize);
-        for (const row of page) {
-          if (this.stopped) return;
-          if (wanted(row.stream_id)) {
-            const event = toRecordedEvent(row);
-            await SqliteSubscription.current.run(this, () => this.handler(event));
-          }
-          // Advanced only once handled, so a failing event is never skipped.
-          lastPosition = row.position;
-        }
-        if (page.length === this.tuning.pageSize) {
-          // A full page: more may follow at once; let timers and I/O run between pages.
-          await yieldToEventLoop();
-          continue;
-        }
-        if (!caughtUp) {
-          caughtUp = true;
-          if (this.options.onCaughtUp !== undefined && !this.stopped) {
-            const onCaughtUp = this.options.onCaughtUp;
-            await SqliteSubscription.current.run(this, () => onCaughtUp());
-          }
-        }
-        // An append of this instance since the read: read again at once, or it could be missed.
-        if (this.stopped || this.store.appendsSoFar !== appendsBeforeRead) continue;
-        // Otherwise wait for this instance's next append, or poll for other processes'.
-        const { wait, cancel } = this.store.waitForAppend(this.tuning.pollIntervalMs);
-        this.cancelWait = cancel;
-        await wait;
-        this.cancelWait = undefined;
-      }
-    } catch (error) {
-      this.stopped = true;
-      this.report(error);
-    }
-  }
-
-  private report(error: unknown): void {
-    if (this.options.onError === undefined) {
-      // Never lose the failure silently: the subscription has stopped.
-      process.emitWarning(
-        `event store subscription stopped: ${error instanceof Error ? error.message : String(error)}`,
-      );
-      return;
-    }
-    try {
-      this.options.onError(error);
-    } catch {
-      // The subscription has already stopped; an error reporter that throws has nowhere to go.
-    }
   }
 }
 

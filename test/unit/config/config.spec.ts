@@ -55,9 +55,9 @@ describe('loadConfig', () => {
   });
 
   it('never runs unauthenticated: a production store needs a secret or a JWKS', () => {
-    expect(() => loadConfig({ LEDGER_EVENT_STORE: 'postgres' })).toThrow(
-      /^Missing setting LEDGER_JWT_SECRET/,
-    );
+    expect(() =>
+      loadConfig({ LEDGER_EVENT_STORE: 'postgres', DATABASE_URL: 'postgres://ledger@db/ledger' }),
+    ).toThrow(/^Missing setting LEDGER_JWT_SECRET/);
     expect(
       loadConfig({
         LEDGER_EVENT_STORE: 'eventstoredb',
@@ -66,6 +66,12 @@ describe('loadConfig', () => {
         LEDGER_JWT_AUDIENCE: 'ledger',
       }).jwksUrl,
     ).toBe('https://id.example/jwks.json');
+  });
+
+  it('needs DATABASE_URL for the PostgreSQL event store', () => {
+    expect(() =>
+      loadConfig({ LEDGER_EVENT_STORE: 'postgres', LEDGER_JWT_SECRET: 'x'.repeat(32) }),
+    ).toThrow(/^Missing setting DATABASE_URL: required with LEDGER_EVENT_STORE=postgres/);
   });
 
   it('pins issuer and audience with a JWKS, and takes one kind of key only', () => {

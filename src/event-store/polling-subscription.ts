@@ -1,0 +1,140 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
+import type { EventHandler, RecordedEvent, SubscribeOptions, Subscription } from './event-store';
+
+/** What a store that is read by position gives its catch-up-then-live subscriptions. */
+export interface PollingSource {
+  /** Events strictly after `afterPosition`, in global order, at most `limit`. */
+  readPage(afterPosition: bigint, limit: number): Promise<RecordedEvent[]> | RecordedEvent[];
+  /** Counts appends seen by this process (its own, or notified), so a reader can tell if it missed one. */
+  readonly appendsSoFar: number;
+  /** Resolves after the next append seen or after `timeoutMs`; `cancel` resolves it early. */
+  waitForAppend(timeoutMs: number): { wait: Promise<void>; cancel: () => void };
+}
+
+export interface PollingTuning {
+  /** Events read per query. */
+  pageSize: number;
+  /** How long an idle subscription waits before looking again without being woken. */
+  pollIntervalMs: number;
+}
+
+/**
+ * One catch-up-then-live subscription. It always reads strictly after the last position it
+ * handled, so the seam between catching up and live delivery has no gap and no repeat, and
+ * a failing event is never skipped.
+ */
+export class PollingSubscription implements Subscription {
+  /** Tells stop() whether it is being called from inside this subscription's own handler. */
+  private static readonly current = new AsyncLocalStorage<PollingSubscription>();
+
+  readonly finished: Promise<void>;
+  private stopped = false;
+  private cancelWait: (() => void) | undefined;
+
+  constructor(
+    private readonly source: PollingSource,
+    private readonly handler: EventHandler,
+    private readonly options: SubscribeOptions,
+    private readonly tuning: PollingTuning,
+  ) {
+    this.finished = this.run();
+  }
+
+  stop(): Promise<void> {
+    this.stopped = true;
+    this.cancelWait?.();
+    if (PollingSubscription.current.getStore() === this) return Promise.resolve();
+    return this.finished;
+  }
+
+  private async run(): Promise<void> {
+    const prefixes = this.options.streamPrefixes;
+    const wanted = (streamId: string) =>
+      prefixes === undefined || prefixes.some((prefix) => streamId.startsWith(prefix));
+    let lastPosition = this.options.fromPosition ?? 0n;
+    let caughtUp = false;
+    // Let the caller hold the subscription (and call stop()) before the first event arrives.
+    await yieldToEventLoop();
+    try {
+      while (!this.stopped) {
+        const appendsBeforeRead = this.source.appendsSoFar;
+        const page = await this.source.readPage(lastPosition, this.tuning.pageSize);
+        for (const event of page) {
+          if (this.stopped) return;
+          if (wanted(event.streamId)) {
+            await PollingSubscription.current.run(this, () => this.handler(event));
+          }
+          // Advanced only once handled, so a failing event is never skipped.
+          lastPosition = event.position;
+        }
+        if (page.length === this.tuning.pageSize) {
+          // A full page: more may follow at once; let timers and I/O run between pages.
+          await yieldToEventLoop();
+          continue;
+        }
+        if (!caughtUp) {
+          caughtUp = true;
+          if (this.options.onCaughtUp !== undefined && !this.stopped) {
+            const onCaughtUp = this.options.onCaughtUp;
+            await PollingSubscription.current.run(this, () => onCaughtUp());
+          }
+        }
+        // An append since the read: read again at once, or it could be missed.
+        if (this.stopped || this.source.appendsSoFar !== appendsBeforeRead) continue;
+        // Otherwise wait for the next append, or poll for what nobody told us about.
+        const { wait, cancel } = this.source.waitForAppend(this.tuning.pollIntervalMs);
+        this.cancelWait = cancel;
+        await wait;
+        this.cancelWait = undefined;
+      }
+    } catch (error) {
+      this.stopped = true;
+      this.report(error);
+    }
+  }
+
+  private report(error: unknown): void {
+    if (this.options.onError === undefined) {
+      // Never lose the failure silently: the subscription has stopped.
+      process.emitWarning(
+        `event store subscription stopped: ${error instanceof Error ? error.message : String(error)}`,
+      );
+      return;
+    }
+    try {
+      this.options.onError(error);
+    } catch {
+      // The subscription has already stopped; an error reporter that throws has nowhere to go.
+    }
+  }
+}
+
+/** Wakes everyone waiting for an append; shared by the adapters that poll. */
+export class AppendSignal {
+  private readonly waiters = new Set<() => void>();
+  private count = 0;
+
+  get appendsSoFar(): number {
+    return this.count;
+  }
+
+  notify(): void {
+    this.count += 1;
+    for (const wake of [...this.waiters]) wake();
+  }
+
+  waitForAppend(timeoutMs: number): { wait: Promise<void>; cancel: () => void } {
+    let cancel!: () => void;
+    const wait = new Promise<void>((resolve) => {
+      const timer = setTimeout(() => cancel(), timeoutMs);
+      cancel = () => {
+        clearTimeout(timer);
+        this.waiters.delete(cancel);
+        resolve();
+      };
+      this.waiters.add(cancel);
+    });
+    return { wait, cancel };
+  }
+}

@@ -1,0 +1,477 @@
+import { type Notification, Pool, type PoolClient } from 'pg';
+import {
+  type AppendResult,
+  DuplicateEventIdError,
+  type EventHandler,
+  type EventMetadata,
+  type EventStore,
+  type ExpectedRevision,
+  type NewEvent,
+  NO_REVISION,
+  type ReadAllOptions,
+  type ReadStreamOptions,
+  type RecordedEvent,
+  type Snapshot,
+  type SnapshotStore,
+  type SubscribeOptions,
+  type Subscription,
+  WrongExpectedRevisionError,
+} from '../event-store';
+import { AppendSignal, PollingSubscription, type PollingSource } from '../polling-subscription';
+
+export interface PostgresEventStoreOptions {
+  /** Connections in the pool (appends, reads and subscriptions share it). */
+  poolSize?: number;
+  /** Events read per query while a subscription catches up. */
+  pageSize?: number;
+  /** How often an idle subscription looks again without a notification. */
+  pollIntervalMs?: number;
+  /**
+   * Test seam: awaited inside an append's transaction, just before COMMIT, so a test can hold
+   * one append open while others commit.
+   */
+  beforeCommit?: (streamId: string) => Promise<void>;
+}
+
+/**
+ * Global positions are `(transaction id << 20) + index in the append`: one bigint ordered by
+ * (pg_current_xact_id(), index). An append therefore holds at most 2^20 events.
+ */
+const INDEX_BITS = 20n;
+const MAX_EVENTS_PER_APPEND = 1 << Number(INDEX_BITS);
+const CHANNEL = 'ledger_events';
+
+/** Each entry brings the schema at version i to i + 1; never edit one that shipped. */
+const MIGRATIONS: readonly string[] = [
+  `CREATE TABLE ledger_events (
+     position bigint PRIMARY KEY,
+     event_id text NOT NULL UNIQUE,
+     stream_id text NOT NULL,
+     revision bigint NOT NULL,
+     type text NOT NULL,
+     data text NOT NULL,
+     metadata text NOT NULL,
+     UNIQUE (stream_id, revision)
+   );
+   CREATE TABLE ledger_streams (
+     stream_id text PRIMARY KEY,
+     revision bigint NOT NULL
+   );
+   CREATE TABLE ledger_snapshots (
+     stream_id text PRIMARY KEY,
+     revision bigint NOT NULL,
+     position bigint NOT NULL,
+     schema_version integer NOT NULL,
+     state text NOT NULL
+   );`,
+];
+
+const EVENT_COLUMNS = 'position, event_id, stream_id, revision, type, data, metadata';
+
+/**
+ * Only events of transactions older than every transaction still running: nothing can commit
+ * later below this bound, so a reader that checkpoints never skips a late commit.
+ */
+const VISIBLE_BOUND = `(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << ${INDEX_BITS})`;
+
+interface EventRow {
+  position: string;
+  event_id: string;
+  stream_id: string;
+  revision: string;
+  type: string;
+  data: string;
+  metadata: string;
+}
+
+/**
+ * The event store in PostgreSQL. Optimistic concurrency by a conditional update of the
+ * stream's row (and a unique (stream, revision) underneath); an append is one transaction,
+ * durable at COMMIT. Readers of all streams see an event only once every transaction that
+ * could still commit before it has ended (pg_snapshot_xmin), so positions never appear out of
+ * order. LISTEN/NOTIFY wakes live subscriptions; a poll covers missed notifications.
+ */
+export class PostgresEventStore implements EventStore, SnapshotStore, PollingSource {
+  private readonly pool: Pool;
+  private readonly options: Required<Omit<PostgresEventStoreOptions, 'beforeCommit'>>;
+  private readonly subscriptions = new Set<PollingSubscription>();
+  private readonly appended = new AppendSignal();
+  private listener: PoolClient | undefined;
+  private listening: Promise<void> | undefined;
+  private closing: Promise<void> | undefined;
+
+  private constructor(
+    readonly url: string,
+    private readonly tuning: PostgresEventStoreOptions,
+  ) {
+    this.options = {
+      poolSize: tuning.poolSize ?? 10,
+      pageSize: tuning.pageSize ?? 500,
+      pollIntervalMs: tuning.pollIntervalMs ?? 250,
+    };
+    this.pool = new Pool({ connectionString: url, max: this.options.poolSize });
+    // An idle connection that breaks (server restart) must not crash the process; the pool
+    // replaces it on the next query.
+    this.pool.on('error', () => undefined);
+  }
+
+  /** Connects and brings the schema up to date. */
+  static async open(
+    url: string,
+    options: PostgresEventStoreOptions = {},
+  ): Promise<PostgresEventStore> {
+    const store = new PostgresEventStore(url, options);
+    try {
+      await store.migrate();
+    } catch (error) {
+      await store.pool.end();
+      throw error;
+    }
+    return store;
+  }
+
+  async appendToStream(
+    streamId: string,
+    events: NewEvent[],
+    expected: ExpectedRevision,
+  ): Promise<AppendResult> {
+    this.assertOpen();
+    if (events.length === 0) return this.checkExpectation(streamId, expected);
+    if (events.length >= MAX_EVENTS_PER_APPEND) {
+      throw new RangeError(`an append holds at most ${MAX_EVENTS_PER_APPEND - 1} events`);
+    }
+    const client = await this.pool.connect();
+    let released = false;
+    try {
+      await client.query('BEGIN');
+      const last = await this.claimRevisions(client, streamId, events.length, expected);
+      if (last === undefined) {
+        const actual = await currentRevision(client, streamId);
+        await client.query('ROLLBACK');
+        throw new WrongExpectedRevisionError(streamId, expected, actual);
+      }
+      const first = last - BigInt(events.length) + 1n;
+      let positions: { position: string }[];
+      try {
+        ({ rows: positions } = await client.query<{ position: string }>(
+          `INSERT INTO ledger_events (${EVENT_COLUMNS})
+           SELECT (pg_current_xact_id()::text::bigint << ${INDEX_BITS}) + e.ordinality - 1,
+                  e.event_id, $1, $2::bigint + e.ordinality - 1, e.type, e.data, e.metadata
+           FROM unnest($3::text[], $4::text[], $5::text[], $6::text[])
+             WITH ORDINALITY AS e(event_id, type, data, metadata, ordinality)
+           RETURNING position`,
+          [
+            streamId,
+            first.toString(),
+            events.map((event) => event.eventId),
+            events.map((event) => event.type),
+            events.map((event) => JSON.stringify(event.data)),
+            events.map((event) => JSON.stringify(event.metadata)),
+          ],
+        ));
+      } catch (error) {
+        await client.query('ROLLBACK');
+        const duplicate = duplicateEventId(error, events);
+        if (duplicate !== undefined) throw new DuplicateEventIdError(streamId, duplicate);
+        throw error;
+      }
+      // Delivered to listeners at COMMIT, and only if it commits.
+      await client.query(`SELECT pg_notify('${CHANNEL}', '')`);
+      await this.tuning.beforeCommit?.(streamId);
+      await client.query('COMMIT');
+      this.appended.notify();
+      const position = positions.reduce((most, row) => {
+        const value = BigInt(row.position);
+        return value > most ? value : most;
+      }, 0n);
+      return { nextExpectedRevision: last, position };
+    } catch (error) {
+      if (!(
+        error instanceof WrongExpectedRevisionError || error instanceof DuplicateEventIdError
+      )) {
+        // The connection may be mid-transaction or broken: do not give it back to the pool.
+        client.release(error instanceof Error ? error : true);
+        released = true;
+      }
+      throw error;
+    } finally {
+      if (!released) client.release();
+    }
+  }
+
+  async readStream(streamId: string, options: ReadStreamOptions = {}): Promise<RecordedEvent[]> {
+    this.assertOpen();
+    const backwards = options.direction === 'backwards';
+    const { rows } = await this.pool.query<EventRow>(
+      `SELECT ${EVENT_COLUMNS} FROM ledger_events
+       WHERE stream_id = $1 AND ($2::bigint IS NULL OR revision ${backwards ? '<=' : '>='} $2)
+       ORDER BY revision ${backwards ? 'DESC' : 'ASC'} LIMIT $3`,
+      [streamId, options.fromRevision?.toString() ?? null, toLimit(options.maxCount)],
+    );
+    return rows.map(toRecordedEvent);
+  }
+
+  async readAll(options: ReadAllOptions = {}): Promise<RecordedEvent[]> {
+    this.assertOpen();
+    return this.readPage(options.fromPosition ?? 0n, toLimit(options.maxCount));
+  }
+
+  subscribeToAll(handler: EventHandler, options: SubscribeOptions = {}): Subscription {
+    this.assertOpen();
+    this.listening ??= this.listen();
+    const subscription = new PollingSubscription(this, handler, options, this.options);
+    this.subscriptions.add(subscription);
+    void subscription.finished.then(() => this.subscriptions.delete(subscription));
+    return subscription;
+  }
+
+  /**
+   * The newest committed position. A reader of all streams reaches it once every older
+   * transaction has ended.
+   */
+  async headPosition(): Promise<bigint> {
+    this.assertOpen();
+    const { rows } = await this.pool.query<{ head: string }>(
+      'SELECT coalesce(max(position), 0) AS head FROM ledger_events',
+    );
+    return BigInt(rows[0].head);
+  }
+
+  async ping(): Promise<void> {
+    this.assertOpen();
+    await this.pool.query('SELECT 1');
+  }
+
+  async loadSnapshot(streamId: string): Promise<Snapshot | undefined> {
+    this.assertOpen();
+    const { rows } = await this.pool.query<{
+      revision: string;
+      position: string;
+      schema_version: number;
+      state: string;
+    }>(
+      `SELECT revision, position, schema_version, state FROM ledger_snapshots WHERE stream_id = $1`,
+      [streamId],
+    );
+    if (rows.length === 0) return undefined;
+    return {
+      streamId,
+      revision: BigInt(rows[0].revision),
+      position: BigInt(rows[0].position),
+      schemaVersion: rows[0].schema_version,
+      state: rows[0].state,
+    };
+  }
+
+  async saveSnapshot(snapshot: Snapshot): Promise<void> {
+    this.assertOpen();
+    await this.pool.query(
+      `INSERT INTO ledger_snapshots (stream_id, revision, position, schema_version, state)
+       VALUES ($1, $2, $3, $4, $5)
+       ON CONFLICT (stream_id) DO UPDATE SET revision = excluded.revision,
+         position = excluded.position, schema_version = excluded.schema_version,
+         state = excluded.state`,
+      [
+        snapshot.streamId,
+        snapshot.revision.toString(),
+        snapshot.position.toString(),
+        snapshot.schemaVersion,
+        snapshot.state,
+      ],
+    );
+  }
+
+  /** Stops every subscription (waiting for handlers in progress), then closes the pool. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await Promise.all([...this.subscriptions].map((subscription) => subscription.stop()));
+      // Ending the LISTEN connection ends the listen loop, which sees `closing` and stops.
+      const listener = this.listener;
+      this.listener = undefined;
+      listener?.release(true);
+      await this.listening;
+      await this.pool.end();
+    })();
+    return this.closing;
+  }
+
+  /** @internal Events strictly after `afterPosition` that no late commit can precede. */
+  async readPage(afterPosition: bigint, limit: number | null): Promise<RecordedEvent[]> {
+    const { rows } = await this.pool.query<EventRow>(
+      `SELECT ${EVENT_COLUMNS} FROM ledger_events
+       WHERE position > $1 AND position < ${VISIBLE_BOUND}
+       ORDER BY position LIMIT $2`,
+      [afterPosition.toString(), limit],
+    );
+    return rows.map(toRecordedEvent);
+  }
+
+  /** @internal */
+  get appendsSoFar(): number {
+    return this.appended.appendsSoFar;
+  }
+
+  /** @internal */
+  waitForAppend(timeoutMs: number): { wait: Promise<void>; cancel: () => void } {
+    return this.appended.waitForAppend(timeoutMs);
+  }
+
+  /**
+   * Moves the stream's revision from `expected` to its new last revision, or returns
+   * undefined when the expectation does not hold. The row lock it takes serializes appends
+   * to one stream until COMMIT; other streams are not blocked.
+   */
+  private async claimRevisions(
+    client: PoolClient,
+    streamId: string,
+    count: number,
+    expected: ExpectedRevision,
+  ): Promise<bigint | undefined> {
+    let result;
+    if (expected === 'no_stream') {
+      result = await client.query<{ revision: string }>(
+        `INSERT INTO ledger_streams (stream_id, revision) VALUES ($1, $2)
+         ON CONFLICT (stream_id) DO NOTHING RETURNING revision`,
+        [streamId, count - 1],
+      );
+    } else if (expected === 'any') {
+      result = await client.query<{ revision: string }>(
+        `INSERT INTO ledger_streams (stream_id, revision) VALUES ($1, $2)
+         ON CONFLICT (stream_id) DO UPDATE SET revision = ledger_streams.revision + $3
+         RETURNING revision`,
+        [streamId, count - 1, count],
+      );
+    } else {
+      result = await client.query<{ revision: string }>(
+        `UPDATE ledger_streams SET revision = revision + $3
+         WHERE stream_id = $1 AND revision = $2 RETURNING revision`,
+        [streamId, expected.toString(), count],
+      );
+    }
+    return result.rows.length === 0 ? undefined : BigInt(result.rows[0].revision);
+  }
+
+  private async checkExpectation(
+    streamId: string,
+    expected: ExpectedRevision,
+  ): Promise<AppendResult> {
+    const actual = await currentRevision(this.pool, streamId);
+    const matches =
+      expected === 'any' ||
+      (expected === 'no_stream' ? actual === NO_REVISION : expected === actual);
+    if (!matches) throw new WrongExpectedRevisionError(streamId, expected, actual);
+    return { nextExpectedRevision: actual, position: await this.headPosition() };
+  }
+
+  /** One connection LISTENs for appends of every process; it reconnects when it breaks. */
+  private async listen(): Promise<void> {
+    while (this.closing === undefined) {
+      try {
+        const client = await this.pool.connect();
+        if (this.closing !== undefined) {
+          client.release(true);
+          return;
+        }
+        this.listener = client;
+        const broken = new Promise<void>((resolve) => {
+          client.once('error', () => resolve());
+          client.once('end', () => resolve());
+        });
+        client.on('notification', (message: Notification) => {
+          if (message.channel === CHANNEL) this.appended.notify();
+        });
+        await client.query(`LISTEN ${CHANNEL}`);
+        // Whatever was appended while we were not listening is found by the next read.
+        this.appended.notify();
+        await broken;
+        if (this.listener === client) {
+          this.listener = undefined;
+          client.release(true);
+        }
+      } catch {
+        // The server is unreachable: subscriptions keep polling; try again shortly.
+      }
+      if (this.closing === undefined) await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+  }
+
+  private async migrate(): Promise<void> {
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      // Two processes starting on an empty database must not both create the tables.
+      await client.query(`SELECT pg_advisory_xact_lock(hashtext('ledger_event_store_schema'))`);
+      await client.query(
+        `CREATE TABLE IF NOT EXISTS ledger_event_store_schema (version integer NOT NULL)`,
+      );
+      const { rows } = await client.query<{ version: number }>(
+        'SELECT version FROM ledger_event_store_schema',
+      );
+      const version = rows[0]?.version ?? 0;
+      if (version > MIGRATIONS.length) {
+        throw new Error(
+          `the database has event-store schema version ${version}; this build knows up to ${MIGRATIONS.length}`,
+        );
+      }
+      for (let next = version; next < MIGRATIONS.length; next += 1) {
+        await client.query(MIGRATIONS[next]);
+      }
+      await client.query('DELETE FROM ledger_event_store_schema');
+      await client.query('INSERT INTO ledger_event_store_schema (version) VALUES ($1)', [
+        Math.max(version, MIGRATIONS.length),
+      ]);
+      await client.query('COMMIT');
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+
+  private assertOpen(): void {
+    if (this.closing !== undefined) throw new Error('the PostgreSQL event store is closed');
+  }
+}
+
+async function currentRevision(
+  queryable: Pick<Pool, 'query'> | PoolClient,
+  streamId: string,
+): Promise<bigint> {
+  const { rows } = await queryable.query<{ revision: string }>(
+    'SELECT revision FROM ledger_streams WHERE stream_id = $1',
+    [streamId],
+  );
+  return rows.length === 0 ? NO_REVISION : BigInt(rows[0].revision);
+}
+
+/** The id that broke ledger_events' unique event_id, or undefined for any other error. */
+function duplicateEventId(error: unknown, events: NewEvent[]): string | undefined {
+  const { code, constraint, detail } = error as {
+    code?: string;
+    constraint?: string;
+    detail?: string;
+  };
+  if (code !== '23505' || constraint !== 'ledger_events_event_id_key') return undefined;
+  return events.find((event) => detail?.includes(event.eventId))?.eventId ?? events[0].eventId;
+}
+
+function toRecordedEvent(row: EventRow): RecordedEvent {
+  return {
+    eventId: row.event_id,
+    type: row.type,
+    streamId: row.stream_id,
+    revision: BigInt(row.revision),
+    position: BigInt(row.position),
+    data: JSON.parse(row.data) as unknown,
+    metadata: JSON.parse(row.metadata) as EventMetadata,
+  };
+}
+
+function toLimit(maxCount: number | undefined): number | null {
+  if (maxCount === undefined) return null;
+  if (!Number.isSafeInteger(maxCount) || maxCount < 0) {
+    throw new RangeError(`maxCount must be a non-negative integer, got ${maxCount}`);
+  }
+  return maxCount;
+}

@@ -1,0 +1,115 @@
+import { setTimeout as delay } from 'node:timers/promises';
+import {
+  EventStoreDbEventStore,
+  toPortPosition,
+  toServerPosition,
+} from '../../src/event-store/eventstoredb/eventstoredb-event-store';
+import { type EventStoreDbDouble, startEventStoreDbDouble } from '../support/eventstoredb-double';
+import { describeEventStoreContract, newEvents, waitFor } from './event-store.contract';
+
+/**
+ * The contract on a real EventStoreDB when EVENTSTORE_URL is set, else on the protocol-level
+ * double (test/support/eventstoredb-double), which the real client talks to over gRPC.
+ */
+const realServer = process.env.EVENTSTORE_URL;
+let double: EventStoreDbDouble | undefined;
+let connectionString: string;
+
+beforeAll(async () => {
+  if (realServer) {
+    connectionString = realServer;
+  } else {
+    double = await startEventStoreDbDouble();
+    connectionString = double.connectionString;
+  }
+});
+
+afterAll(async () => {
+  await double?.stop();
+});
+
+describeEventStoreContract(
+  `EventStoreDbEventStore (${realServer ? 'EventStoreDB at EVENTSTORE_URL' : 'protocol double'})`,
+  async () => EventStoreDbEventStore.open(connectionString),
+  { locate: () => ({ adapter: 'eventstoredb', connectionString }), uniqueEventIds: false },
+);
+
+describe('EventStoreDbEventStore', () => {
+  const opened: EventStoreDbEventStore[] = [];
+  const open = () => {
+    const store = EventStoreDbEventStore.open(connectionString);
+    opened.push(store);
+    return store;
+  };
+  afterEach(async () => {
+    await Promise.all(opened.splice(0).map((store) => store.close()));
+  });
+
+  it('keeps both halves of a {commit, prepare} position, and their order', () => {
+    const positions = [
+      { commit: 0n, prepare: 0n },
+      { commit: 1n, prepare: 0n },
+      { commit: 1n, prepare: 2n ** 64n - 1n },
+      { commit: 2n ** 63n + 5n, prepare: 2n ** 63n + 4n },
+      { commit: 2n ** 64n - 1n, prepare: 2n ** 64n - 1n },
+    ];
+    const encoded = positions.map(toPortPosition);
+    expect(encoded.map(toServerPosition)).toEqual(positions);
+    for (let i = 1; i < encoded.length; i += 1) expect(encoded[i] > encoded[i - 1]).toBe(true);
+  });
+
+  // Only the double can be told to drop its subscriptions.
+  const onTheDouble = realServer ? () => undefined : it;
+  onTheDouble(
+    'resubscribes from the last handled event when the server drops the subscription',
+    async () => {
+      if (double === undefined) throw new Error('the double is not running');
+      const store = open();
+      const ns = `drop${Date.now()}-`;
+      await store.appendToStream(`${ns}a`, newEvents(3), 'no_stream');
+      const received: bigint[] = [];
+      let caughtUp = 0;
+      const subscription = store.subscribeToAll((event) => void received.push(event.revision), {
+        streamPrefixes: [ns],
+        onCaughtUp: () => void (caughtUp += 1),
+      });
+      try {
+        await waitFor(() => received.length === 3, 'the history');
+        expect(await double.dropSubscriptions()).toBeGreaterThanOrEqual(1);
+        await store.appendToStream(`${ns}a`, newEvents(2), 2n);
+        await waitFor(() => received.length >= 5, 'the events after the drop');
+        expect(await double.dropSubscriptions()).toBeGreaterThanOrEqual(1);
+        await store.appendToStream(`${ns}a`, newEvents(1), 4n);
+        await waitFor(() => received.length >= 6, 'the events after the second drop');
+        await delay(100);
+        expect(received).toEqual([0n, 1n, 2n, 3n, 4n, 5n]);
+        expect(caughtUp).toBe(1);
+      } finally {
+        await subscription.stop();
+      }
+    },
+  );
+
+  it('keeps the newest snapshot per stream, hidden from readers of all streams', async () => {
+    const store = open();
+    const streamId = `organization-snap${Date.now()}`;
+    const before = await store.headPosition();
+    expect(await store.loadSnapshot(streamId)).toBeUndefined();
+    const snapshot = {
+      streamId,
+      revision: 41n,
+      position: 2n ** 70n + 3n,
+      schemaVersion: 2,
+      state: '{"balance":1}',
+    };
+    await store.saveSnapshot(snapshot);
+    await store.saveSnapshot({ ...snapshot, revision: 42n, state: '{"balance":2}' });
+    expect(await store.loadSnapshot(streamId)).toEqual({
+      ...snapshot,
+      revision: 42n,
+      state: '{"balance":2}',
+    });
+    expect(await store.readAll({ fromPosition: before })).toEqual([]);
+    expect(await store.headPosition()).toBe(before);
+  });
+});
