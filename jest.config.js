@@ -8,5 +8,6 @@ module.exports = {
   transform: { '^.+\\.(t|j)s$': '@swc/jest' },
   transformIgnorePatterns: ['/node_modules/(?!(@nestjs|jose|commander)/)'],
   testTimeout: 30000,
+  globalTeardown: '<rootDir>/test/support/global-teardown.ts',
   reporters: ['default', '<rootDir>/test/support/summary-reporter.js'],
 };

@@ -15,10 +15,15 @@ describe('a first session with the token CLI', () => {
 
   beforeAll(async () => {
     dataDir = newDataDir();
-    service = await startService({ LEDGER_DATA_DIR: dataDir, LEDGER_JWT_SECRET: '' });
+    // The README's first session is the embedded default, whatever store the suite runs on.
+    service = await startService({
+      LEDGER_DATA_DIR: dataDir,
+      LEDGER_JWT_SECRET: '',
+      LEDGER_EVENT_STORE: 'sqlite',
+    });
   });
   afterAll(async () => {
-    await service.stop();
+    await service?.stop();
     removeDataDir(dataDir);
   });
 

@@ -91,8 +91,14 @@ describe('10,000 charges over NATS', () => {
     expect(charged.length).toBe(acknowledged.size);
     expect(new Set(charged)).toEqual(acknowledged);
 
+    // The projections take their time with 10,000 events on PostgreSQL: keep asking (each
+    // ask waits up to 5 s), then compare.
     const head = await store.headPosition();
-    await ledger.http.get(`/v1/organizations/${org}/members?minPosition=${head}`).expect(200);
+    let status = 0;
+    for (let attempt = 0; attempt < 12 && status !== 200; attempt += 1) {
+      ({ status } = await ledger.http.get(`/v1/organizations/${org}/members?minPosition=${head}`));
+    }
+    expect(status).toBe(200);
     const database = ledger.app.get<DataSource>(READ_MODEL_DATABASE);
     const [runs] = await database.query(
       `SELECT COUNT(*) AS n, SUM("credits") AS c FROM "usage_runs" WHERE "organization_id" = '${org}'`,

@@ -8,6 +8,7 @@ import {
   startService,
   type ServiceProcess,
 } from '../support/service-process';
+import { eventStoreEnvFor } from '../support/postgres';
 import { TEST_SECRET } from '../support/tokens';
 
 const LEDGER_CLI = join(__dirname, '..', '..', 'dist', 'src', 'cli', 'ledger.js');
@@ -27,9 +28,14 @@ describe('operator commands and projection crashes', () => {
     removeDataDir(dataDir);
   });
 
-  const cli = (...args: string[]) =>
+  const cli = async (...args: string[]) =>
     run(process.execPath, [LEDGER_CLI, ...args], {
-      env: { PATH: process.env.PATH, LEDGER_DATA_DIR: dataDir, LEDGER_JWT_SECRET: TEST_SECRET },
+      env: {
+        PATH: process.env.PATH,
+        LEDGER_DATA_DIR: dataDir,
+        LEDGER_JWT_SECRET: TEST_SECRET,
+        ...(await eventStoreEnvFor(dataDir)),
+      },
     });
 
   async function seed(url: string) {

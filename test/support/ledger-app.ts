@@ -11,6 +11,7 @@ import { configureHttp } from '../../src/api/http/http-setup';
 import { AppModule } from '../../src/app.module';
 import { loadConfig } from '../../src/config/config';
 import { Clock } from '../../src/write/clock';
+import { eventStoreEnvFor } from './postgres';
 import { serviceToken, TEST_SECRET } from './tokens';
 
 /** A clock the test moves by hand. */
@@ -50,6 +51,7 @@ export async function startLedger(
     LEDGER_JWT_SECRET: TEST_SECRET,
     // Suites run side by side on one NATS server: only the NATS suites answer its subjects.
     LEDGER_NATS_REQUESTS: 'off',
+    ...(await eventStoreEnvFor(dataDir)),
     ...options.env,
   });
   let builder = Test.createTestingModule({ imports: [AppModule.forRoot(config)] });

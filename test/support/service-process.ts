@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { eventStoreEnvFor } from './postgres';
 import { serviceToken, TEST_SECRET } from './tokens';
 
 export const MAIN = join(__dirname, '..', '..', 'dist', 'src', 'main.js');
@@ -36,6 +37,9 @@ export async function startService(env: Record<string, string>): Promise<Service
       LOG_LEVEL: 'warn',
       LEDGER_JWT_SECRET: TEST_SECRET,
       LEDGER_NATS_REQUESTS: 'off',
+      ...(env.LEDGER_DATA_DIR && !env.LEDGER_EVENT_STORE
+        ? await eventStoreEnvFor(env.LEDGER_DATA_DIR)
+        : {}),
       ...env,
       PORT: String(port),
       GRPC_PORT: String(await freePort()),
