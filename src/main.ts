@@ -20,11 +20,26 @@ async function bootstrap(): Promise<void> {
     throw error;
   }
 
-  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config), {
-    bufferLogs: true,
-  });
+  let app: NestExpressApplication;
+  try {
+    // abortOnError false: a provider that cannot open (a damaged event store, a database that
+    // refuses) ends the start with its reason instead of process.abort() and a core dump;
+    // autoFlushLogs false keeps Nest's own multi-line report of it out of the output.
+    app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config), {
+      bufferLogs: true,
+      abortOnError: false,
+      autoFlushLogs: false,
+    });
+  } catch (error) {
+    process.stderr.write(
+      `The ledger did not start: ${error instanceof Error ? error.message : String(error)}\n`,
+    );
+    process.exitCode = 1;
+    return;
+  }
   const logger = app.get(Logger);
   app.useLogger(logger);
+  app.flushLogs();
   configureHttp(app);
   app.connectMicroservice(grpcOptions(config));
   try {

@@ -2,6 +2,7 @@ import { Global, Module } from '@nestjs/common';
 import { CqrsModule } from '@nestjs/cqrs';
 import { VerifyOrganizationHandler } from '../audit/verify';
 import { LEDGER_CONFIG, type LedgerConfig } from '../config/config';
+import { EVENT_STORE } from '../event-store/event-store';
 import { WriteModule } from '../write/write.module';
 import {
   GetOrganizationHandler,
@@ -24,7 +25,9 @@ import { READ_MODEL_DATABASE, ReadModels } from './read-models';
     VerifyOrganizationHandler,
     {
       provide: READ_MODEL_DATABASE,
-      inject: [LEDGER_CONFIG],
+      // After the event store has opened (and passed its integrity check): read models are
+      // never created or migrated beside a store the service refuses to start on.
+      inject: [LEDGER_CONFIG, EVENT_STORE],
       useFactory: (config: LedgerConfig) => readModelDataSource(config).initialize(),
     },
     ReadModels,

@@ -1,4 +1,5 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { closeSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,7 +10,10 @@ import {
   type RecordedEvent,
   WrongExpectedRevisionError,
 } from '../../src/event-store/event-store';
-import { SqliteEventStore } from '../../src/event-store/sqlite/sqlite-event-store';
+import {
+  EventStoreDamagedError,
+  SqliteEventStore,
+} from '../../src/event-store/sqlite/sqlite-event-store';
 import { describeEventStoreContract, newEvent, newEvents, waitFor } from './event-store.contract';
 
 let dir: string;
@@ -53,6 +57,22 @@ describe('SqliteEventStore', () => {
     raw.pragma('user_version = 99');
     raw.close();
     expect(() => open(file)).toThrow(/schema version 99/);
+  });
+
+  it('refuses a damaged file at open, naming it, and leaves it as it was', async () => {
+    const file = newFile();
+    const store = open(file);
+    for (let i = 0; i < 200; i++) await store.appendToStream(`s-${i}`, [newEvent()], 'no_stream');
+    await store.close();
+    const { size } = statSync(file);
+    // A page of garbage in the middle of the file, as a torn or rotten sector leaves it.
+    const descriptor = openSync(file, 'r+');
+    writeSync(descriptor, randomBytes(4096), 0, 4096, Math.floor(size / 8192) * 4096);
+    closeSync(descriptor);
+    const damaged = readFileSync(file);
+    expect(() => new SqliteEventStore(file)).toThrow(EventStoreDamagedError);
+    expect(() => new SqliteEventStore(file)).toThrow(file);
+    expect(readFileSync(file).equals(damaged)).toBe(true);
   });
 
   it('keeps every event across close and reopen', async () => {
