@@ -57,6 +57,8 @@ export interface WriterOptions {
   /** Called for failures nobody is waiting on (a snapshot that could not be saved). */
   onBackgroundError?: (error: unknown) => void;
   observer?: WriterObserver;
+  /** Fault injection (crash tests): a batch of several commands is durable, nobody answered. */
+  afterGroupAppend?: () => void;
 }
 
 /** What the pipeline reports, for metrics. */
@@ -159,6 +161,7 @@ export class AggregateWriter<State, Command, Event extends DomainEvent> {
       try {
         const started = performance.now();
         const written = await this.store.appendToStream(streamId, events, expected);
+        if (batch.length > 1) this.options.afterGroupAppend?.();
         this.options.observer?.appended(counts.written, (performance.now() - started) / 1000);
         const next: Loaded<State> = {
           state,

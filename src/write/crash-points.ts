@@ -7,7 +7,10 @@ import { LEDGER_CONFIG, type LedgerConfig } from '../config/config';
  * power cut would; without it this does nothing.
  */
 export type CrashPointName =
-  'transfer:after-out' | 'sign-up:after-user' | 'projection:before-checkpoint';
+  | 'transfer:after-out'
+  | 'sign-up:after-user'
+  | 'projection:before-checkpoint'
+  | 'group-commit:after-append';
 
 @Injectable()
 export class CrashPoints {

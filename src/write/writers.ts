@@ -26,6 +26,7 @@ import type { AggregateType } from './aggregate';
 import { LedgerMetrics } from '../metrics/metrics';
 import { AggregateWriter, type WriterObserver } from './aggregate-writer';
 import { Clock } from './clock';
+import { CrashPoints } from './crash-points';
 
 export const organizationAggregate: AggregateType<
   OrganizationState,
@@ -65,6 +66,7 @@ export class OrganizationWriter extends AggregateWriter<
     clock: Clock,
     @Inject(LEDGER_CONFIG) config: LedgerConfig,
     metrics: LedgerMetrics,
+    crashPoints: CrashPoints,
   ) {
     const logger = new Logger(OrganizationWriter.name);
     super(organizationAggregate, store, snapshots, clock, {
@@ -72,6 +74,7 @@ export class OrganizationWriter extends AggregateWriter<
       snapshotEvery: config.snapshotEvery,
       onBackgroundError: (error) => logger.warn(`snapshot not saved: ${String(error)}`),
       observer: observe(metrics, 'organization'),
+      afterGroupAppend: () => crashPoints.reach('group-commit:after-append'),
     });
   }
 }
