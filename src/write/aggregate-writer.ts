@@ -71,6 +71,8 @@ export interface WriterObserver {
 /** Stream revisions may move under us when another process writes: redo the batch this often. */
 const MAX_ATTEMPTS = 5;
 const READ_PAGE = 1000;
+/** A snapshot of n entries is taken at most every n / 4 events (see AggregateType.snapshots). */
+const SNAPSHOT_SIZE_DIVISOR = 4;
 
 /**
  * The write pipeline of one aggregate type: one queue per aggregate id, group commit.
@@ -275,7 +277,11 @@ export class AggregateWriter<State, Command, Event extends DomainEvent> {
   private maybeSnapshot(streamId: string, loaded: Loaded<State>) {
     const snapshots = this.type.snapshots;
     if (!snapshots || !this.snapshots) return;
-    if (loaded.revision - loaded.snapshotRevision < BigInt(this.options.snapshotEvery)) return;
+    const every = Math.max(
+      this.options.snapshotEvery,
+      Math.ceil((snapshots.size?.(loaded.state) ?? 0) / SNAPSHOT_SIZE_DIVISOR),
+    );
+    if (loaded.revision - loaded.snapshotRevision < BigInt(every)) return;
     loaded.snapshotRevision = loaded.revision;
     this.snapshots
       .saveSnapshot({

@@ -18,5 +18,11 @@ export interface AggregateType<State, Command, Event extends DomainEvent> {
     schemaVersion: number;
     serialize(state: State): string;
     deserialize(text: string): State;
+    /**
+     * Roughly how many entries a snapshot of `state` holds. The writer snapshots no more
+     * often than every `size / 4` events, so snapshotting costs O(1) per event however
+     * large the state grows.
+     */
+    size?(state: State): number;
   };
 }

@@ -556,8 +556,12 @@ export function describeEventStoreContract(
 
       const ask = (racer: ChildProcess, request: RaceRequest) =>
         new Promise<RaceReply>((resolve, reject) => {
-          racer.once('message', (reply) => resolve(reply as RaceReply));
-          racer.once('error', reject);
+          const onError = (error: Error) => reject(error);
+          racer.once('error', onError);
+          racer.once('message', (reply) => {
+            racer.off('error', onError);
+            resolve(reply as RaceReply);
+          });
           racer.send(request);
         });
 

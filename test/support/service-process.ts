@@ -1,11 +1,18 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { eventStoreEnvFor } from './postgres';
 import { serviceToken, TEST_SECRET } from './tokens';
 
-export const MAIN = join(__dirname, '..', '..', 'dist', 'src', 'main.js');
+/** The project's folder, also when this file runs compiled from dist/ (the bench). */
+function projectRoot(from = __dirname): string {
+  let dir = from;
+  while (!existsSync(join(dir, 'package.json'))) dir = dirname(dir);
+  return dir;
+}
+
+export const MAIN = join(projectRoot(), 'dist', 'src', 'main.js');
 
 /** A free TCP port on loopback. */
 export function freePort(): Promise<number> {
@@ -28,10 +35,13 @@ export interface ServiceProcess {
 }
 
 /** The built service (`npm run build`) as a child process, ready once /health answers. */
-export async function startService(env: Record<string, string>): Promise<ServiceProcess> {
+export async function startService(
+  env: Record<string, string>,
+  options: { nodeArgs?: string[] } = {},
+): Promise<ServiceProcess> {
   if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run npm run build first`);
   const port = await freePort();
-  const child = spawn(process.execPath, [MAIN], {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), MAIN], {
     env: {
       PATH: process.env.PATH,
       LOG_LEVEL: 'warn',

@@ -213,6 +213,17 @@ export class SqliteEventStore implements EventStore, SnapshotStore, PollingSourc
 
   async saveSnapshot(snapshot: Snapshot): Promise<void> {
     this.assertOpen();
+    // A snapshot can always be rebuilt from the events, so it need not wait for fsync: in WAL
+    // mode NORMAL cannot corrupt the file, and the next event append syncs it anyway.
+    if (this.options.synchronous === 'full') this.db.pragma('synchronous = NORMAL');
+    try {
+      this.saveSnapshotRow(snapshot);
+    } finally {
+      if (this.options.synchronous === 'full') this.db.pragma('synchronous = FULL');
+    }
+  }
+
+  private saveSnapshotRow(snapshot: Snapshot): void {
     this.statements.saveSnapshot.run(
       snapshot.streamId,
       snapshot.revision,

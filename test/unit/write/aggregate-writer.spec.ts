@@ -162,6 +162,25 @@ describe('the write pipeline (group commit per organization)', () => {
     expect(replay.answer.replayed).toBe(true);
   });
 
+  it('snapshots a large organization less often, so snapshot cost per charge stays flat', async () => {
+    const organizations = writer({ snapshotEvery: 10 });
+    await organizationWith(organizations, 'busy', 10_000);
+    const saved: bigint[] = [];
+    const save = store.saveSnapshot.bind(store);
+    jest.spyOn(store, 'saveSnapshot').mockImplementation(async (snapshot) => {
+      saved.push(snapshot.revision);
+      await save(snapshot);
+    });
+    for (let i = 0; i < 200; i++) await charge(organizations, 'busy', `r${i}`);
+    // Each snapshot holds about as many runs as the revision: the gap grows with the state.
+    const gaps = saved.slice(1).map((revision, i) => Number(revision - saved[i]));
+    expect(gaps.length).toBeGreaterThan(3);
+    for (let i = 0; i < gaps.length; i++) {
+      expect(gaps[i]).toBeGreaterThanOrEqual(Math.max(10, Math.ceil(Number(saved[i]) / 4)));
+    }
+    expect(gaps[gaps.length - 1]).toBeGreaterThan(gaps[0]);
+  });
+
   it('keeps a bounded number of organizations in memory', async () => {
     const organizations = writer({ cacheSize: 2 });
     for (const id of ['a', 'b', 'c']) await organizationWith(organizations, id, 5);

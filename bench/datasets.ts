@@ -1,0 +1,124 @@
+/**
+ * Generated histories for the bench, built with the ledger's own deciders and write pipeline
+ * (so every event and snapshot is one the service could have written), kept under
+ * bench/.data and reused by later runs.
+ */
+import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { SqliteEventStore } from '../src/event-store/sqlite/sqlite-event-store';
+import type { OrganizationCommand } from '../src/ledger/organization/commands';
+import { AggregateWriter } from '../src/write/aggregate-writer';
+import { Clock } from '../src/write/clock';
+import { organizationAggregate } from '../src/write/writers';
+
+/** Bump when the generator or the event shapes change, so old datasets are rebuilt. */
+const VERSION = 1;
+const DATA = join(__dirname, '..', '..', 'bench', '.data');
+
+class ManualClock extends Clock {
+  current = Date.parse('2025-01-01T00:00:00Z');
+  now(): number {
+    return this.current;
+  }
+}
+
+const system = { actor: { kind: 'service' as const, id: 'bench' }, correlationId: 'bench' };
+
+export const HISTORY_USERS = ['bench-user', 'u1', 'u2', 'u3', 'u4'];
+
+async function build(
+  name: string,
+  fill: (store: SqliteEventStore, clock: ManualClock) => Promise<void>,
+) {
+  const folder = join(DATA, `${name}-v${VERSION}`);
+  if (existsSync(join(folder, 'events.sqlite'))) return folder;
+  const building = `${folder}.building`;
+  rmSync(building, { recursive: true, force: true });
+  mkdirSync(building, { recursive: true });
+  const store = new SqliteEventStore(join(building, 'events.sqlite'), { synchronous: 'off' });
+  const clock = new ManualClock();
+  await fill(store, clock);
+  await store.close();
+  renameSync(building, folder);
+  return folder;
+}
+
+function writer(store: SqliteEventStore, clock: Clock) {
+  return new AggregateWriter(organizationAggregate, store, store, clock, {
+    cacheSize: 1000,
+    snapshotEvery: 500,
+  });
+}
+
+const run = (organizations: ReturnType<typeof writer>, id: string, command: OrganizationCommand) =>
+  organizations.execute(id, command, system, () => undefined);
+
+async function company(organizations: ReturnType<typeof writer>, id: string, members: string[]) {
+  await run(organizations, id, {
+    type: 'CreateOrganization',
+    organizationId: id,
+    name: id,
+    kind: 'company',
+    ownerUserId: members[0],
+  });
+  await Promise.all(
+    members
+      .slice(1)
+      .map((userId) =>
+        run(organizations, id, { type: 'AddMember', userId, role: 'member', actor: system.actor }),
+      ),
+  );
+  await run(organizations, id, {
+    type: 'GrantCredits',
+    grantId: 'bench',
+    amount: 1_000_000_000_000,
+    source: 'purchase',
+    priority: 100,
+    expiresAt: null,
+  });
+}
+
+/**
+ * `history`: 1,000,000 charm runs over one year (2025), by 5 users of 10 charms; `fresh`: the
+ * same organization with no runs yet.
+ */
+export function historyDataset(runs = 1_000_000): Promise<string> {
+  return build(`history-${runs}`, async (store, clock) => {
+    const organizations = writer(store, clock);
+    await company(organizations, 'history', HISTORY_USERS);
+    await company(organizations, 'fresh', HISTORY_USERS);
+    const step = (365 * 24 * 3600 * 1000) / runs;
+    const chunk = 5000;
+    for (let start = 0; start < runs; start += chunk) {
+      clock.current = Date.parse('2025-01-01T00:00:00Z') + start * step;
+      await Promise.all(
+        Array.from({ length: Math.min(chunk, runs - start) }, (_, i) => {
+          const n = start + i;
+          return run(organizations, 'history', {
+            type: 'ChargeCharmRun',
+            runId: `past-${n}`,
+            charmId: `charm-${n % 10}`,
+            userId: HISTORY_USERS[n % HISTORY_USERS.length],
+            amount: 1 + (n % 5),
+          });
+        }),
+      );
+      if (start % 100_000 === 0) process.stderr.write(`bench: history dataset ${start}/${runs}\n`);
+    }
+  });
+}
+
+/** `many-<i>`: 100,000 organizations, each created and granted credits. */
+export function manyOrganizationsDataset(count = 100_000): Promise<string> {
+  return build(`many-${count}`, async (store, clock) => {
+    const organizations = writer(store, clock);
+    const chunk = 2000;
+    for (let start = 0; start < count; start += chunk) {
+      await Promise.all(
+        Array.from({ length: Math.min(chunk, count - start) }, (_, i) =>
+          company(organizations, `many-${start + i}`, ['bench-user']),
+        ),
+      );
+    }
+  });
+}

@@ -1,0 +1,100 @@
+/**
+ * Load process: charges over NATS request/reply (`ledger.charm-runs.charge`). Closed loop
+ * (`concurrency` requesters, each sends when its last reply came) or open loop (a fixed
+ * `ratePerSecond`, so a late reply does not delay the next request and queueing shows).
+ * Prints one JSON LoadReport line at the end.
+ */
+import { connect } from '@nats-io/transport-node';
+import { Latencies, type LoadReport } from '../support/stats';
+
+interface Options {
+  natsUrl: string;
+  organizations: string[];
+  userId: string;
+  concurrency: number;
+  ratePerSecond?: number;
+  warmupMs: number;
+  durationMs: number;
+  runPrefix: string;
+}
+
+async function main(): Promise<void> {
+  const options = JSON.parse(process.argv[2]) as Options;
+  const nc = await connect({ servers: options.natsUrl, maxPingOut: 10 });
+  const latencies = new Latencies();
+  const started = performance.now();
+  const measureFrom = started + options.warmupMs;
+  const stopAt = measureFrom + options.durationMs;
+  let sequence = 0;
+  let charged = 0;
+  const counts = { completed: 0, ok: 0, rejected: 0, failed: 0 };
+
+  const chargeOnce = async () => {
+    const n = sequence++;
+    const organizationId = options.organizations[n % options.organizations.length];
+    const body = JSON.stringify({
+      runId: `${options.runPrefix}-${n}`,
+      charmId: `charm-${n % 7}`,
+      userId: options.userId,
+      amount: 1,
+      organizationId,
+    });
+    const sent = performance.now();
+    let outcome: 'ok' | 'rejected' | 'failed';
+    try {
+      const reply = (await nc.request('ledger.charm-runs.charge', body, { timeout: 10_000 })).json<{
+        ok: boolean;
+        charged?: number;
+      }>();
+      outcome = reply.ok ? 'ok' : 'rejected';
+      if (reply.ok) charged += reply.charged ?? 0;
+    } catch {
+      outcome = 'failed';
+    }
+    const done = performance.now();
+    if (sent >= measureFrom && done <= stopAt) {
+      counts.completed += 1;
+      counts[outcome] += 1;
+      latencies.add(done - sent);
+    }
+  };
+
+  if (options.ratePerSecond === undefined) {
+    await Promise.all(
+      Array.from({ length: options.concurrency }, async () => {
+        while (performance.now() < stopAt) await chargeOnce();
+      }),
+    );
+  } else {
+    // Open loop: send on schedule whatever is outstanding.
+    const interval = 1000 / options.ratePerSecond;
+    const inFlight = new Set<Promise<void>>();
+    let next = performance.now();
+    while (next < stopAt) {
+      const now = performance.now();
+      while (next <= now) {
+        const request = chargeOnce();
+        inFlight.add(request);
+        void request.finally(() => inFlight.delete(request));
+        next += interval;
+      }
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, next - performance.now())));
+    }
+    await Promise.all(inFlight);
+  }
+  await nc.drain();
+  const seconds = options.durationMs / 1000;
+  const report: LoadReport = {
+    ...counts,
+    seconds,
+    throughput: counts.ok / seconds,
+    ...latencies.summary(),
+    charged,
+  };
+  process.stdout.write(`${JSON.stringify(report)}\n`);
+}
+
+void main().catch((error: unknown) => {
+  process.stderr.write(`${error instanceof Error ? error.stack : String(error)}\n`);
+  process.exit(1);
+});

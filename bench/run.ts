@@ -1,0 +1,558 @@
+/**
+ * `npm run bench`: starts what each scenario needs, runs it after a warm-up, prints one table
+ * (and writes bench/results/latest.json) with every target and whether it was met. Load
+ * comes from separate processes; every run is bounded in time. Not part of `npm test`.
+ */
+import { spawn } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import Database from 'better-sqlite3';
+import { Command } from 'commander';
+import { createTestDatabase } from '../test/support/postgres';
+import { startService, type ServiceProcess } from '../test/support/service-process';
+import { serviceToken, TEST_SECRET } from '../test/support/tokens';
+import { historyDataset, manyOrganizationsDataset } from './datasets';
+import { peakRssMb, runLoad } from './support/processes';
+import { topFunctions } from './support/profile';
+import type { LoadReport } from './support/stats';
+
+export interface Row {
+  scenario: string;
+  target: string;
+  throughput?: number;
+  p50?: number;
+  p99?: number;
+  peakRssMb?: number;
+  baseline?: number;
+  measured: string;
+  met: boolean;
+  booksBalanced?: boolean;
+}
+
+const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
+const USER = 'bench-user';
+const GRANT = 1_000_000_000_000;
+
+interface Timing {
+  warmupMs: number;
+  durationMs: number;
+}
+
+/** Signs up the bench user and makes `ids` company organizations with a large grant each. */
+async function prepareOrganizations(service: ServiceProcess, ids: string[]): Promise<void> {
+  const token = await serviceToken();
+  const post = async (path: string, body: object) => {
+    const response = await fetch(`${service.url}${path}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    if (!response.ok && response.status !== 409) {
+      throw new Error(`${path}: ${response.status} ${await response.text()}`);
+    }
+  };
+  await post('/v1/users', { userId: USER });
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 16 }, async () => {
+      while (next < ids.length) {
+        const id = ids[next++];
+        await post('/v1/organizations', { organizationId: id, name: id, ownerUserId: USER });
+        await post(`/v1/organizations/${id}/grants`, {
+          grantId: 'bench',
+          amount: GRANT,
+          source: 'purchase',
+        });
+      }
+    }),
+  );
+}
+
+/** The books: credits gone from the organizations equal the credits the load was told it charged. */
+async function booksBalance(service: ServiceProcess, ids: string[], charged: number) {
+  const token = await serviceToken();
+  let gone = 0;
+  for (const id of ids) {
+    const response = await fetch(`${service.url}/v1/organizations/${id}/balance`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    const body = (await response.json()) as { available: number; reserved: number };
+    gone += GRANT - body.available - body.reserved;
+  }
+  return gone === charged;
+}
+
+async function withService<T>(
+  env: Record<string, string>,
+  work: (service: ServiceProcess) => Promise<T>,
+): Promise<T> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'ledger-bench-'));
+  const profileDir = join(dataDir, 'profile');
+  const service = await startService(
+    { LEDGER_DATA_DIR: dataDir, LEDGER_NATS_REQUESTS: 'on', NATS_URL, LOG_LEVEL: 'warn', ...env },
+    { nodeArgs: profiling ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [] },
+  );
+  try {
+    return await work(service);
+  } finally {
+    await service.stop();
+    if (profiling) {
+      process.stderr.write('bench: where the service spent its time (self time):\n');
+      for (const { name, share } of topFunctions(profileDir)) {
+        process.stderr.write(`  ${(share * 100).toFixed(1).padStart(5)}%  ${name}\n`);
+      }
+    }
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+async function baseline(organizations: number, timing: Timing): Promise<LoadReport> {
+  const database = await createTestDatabase();
+  try {
+    return await runLoad('pg-baseline', {
+      databaseUrl: database.url,
+      organizations,
+      concurrency: 64,
+      ...timing,
+    });
+  } finally {
+    await database.drop();
+  }
+}
+
+async function natsScenario(
+  service: ServiceProcess,
+  organizations: string[],
+  timing: Timing,
+  extra: { concurrency?: number; ratePerSecond?: number } = {},
+) {
+  const report = await runLoad('nats-charges', {
+    natsUrl: NATS_URL,
+    organizations,
+    userId: USER,
+    concurrency: extra.concurrency ?? 64,
+    ratePerSecond: extra.ratePerSecond,
+    runPrefix: `run-${Date.now()}`,
+    ...timing,
+  });
+  const balanced = await booksBalance(service, organizations, report.charged);
+  return { report, balanced, rss: peakRssMb(service.child.pid!) };
+}
+
+const fmt = (value: number | undefined, digits = 0) =>
+  value === undefined || Number.isNaN(value) ? '' : value.toFixed(digits);
+
+function printTable(rows: Row[]): void {
+  const header = [
+    'scenario',
+    'throughput/s',
+    'p50 ms',
+    'p99 ms',
+    'peak RSS MB',
+    'baseline/s',
+    'measured',
+    'target',
+    'met',
+  ];
+  const lines = rows.map((row) => [
+    row.scenario,
+    fmt(row.throughput),
+    fmt(row.p50, 2),
+    fmt(row.p99, 2),
+    fmt(row.peakRssMb),
+    fmt(row.baseline),
+    row.measured + (row.booksBalanced === false ? ' (BOOKS DO NOT BALANCE)' : ''),
+    row.target,
+    row.met ? 'yes' : 'NO',
+  ]);
+  const widths = header.map((title, i) =>
+    Math.max(title.length, ...lines.map((line) => line[i].length)),
+  );
+  const show = (cells: string[]) =>
+    `| ${cells.map((cell, i) => cell.padEnd(widths[i])).join(' | ')} |`;
+  process.stdout.write(`${show(header)}\n|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|\n`);
+  for (const line of lines) process.stdout.write(`${show(line)}\n`);
+}
+
+export type Scenario = (timing: Timing, rows: Row[]) => Promise<void>;
+
+const scenarios: Record<string, Scenario> = {
+  async hot(timing, rows) {
+    const orgs = ['hot'];
+    const measured = await withService({}, async (service) => {
+      await prepareOrganizations(service, orgs);
+      return natsScenario(service, orgs, timing);
+    });
+    const base = await baseline(1, timing);
+    const ratio = measured.report.throughput / base.throughput;
+    rows.push({
+      scenario: 'one hot organization, 64 requesters over NATS, SQLite store',
+      target: '>= 15,000 charges/s and >= 4x baseline',
+      throughput: measured.report.throughput,
+      p50: measured.report.p50,
+      p99: measured.report.p99,
+      peakRssMb: measured.rss,
+      baseline: base.throughput,
+      measured: `${ratio.toFixed(1)}x baseline`,
+      met: measured.report.throughput >= 15_000 && ratio >= 4 && measured.balanced,
+      booksBalanced: measured.balanced,
+    });
+    hotRate = measured.report.throughput;
+  },
+
+  async 'hot-postgres'(timing, rows) {
+    const orgs = ['hot'];
+    const database = await createTestDatabase();
+    try {
+      const measured = await withService(
+        { LEDGER_EVENT_STORE: 'postgres', DATABASE_URL: database.url },
+        async (service) => {
+          await prepareOrganizations(service, orgs);
+          return natsScenario(service, orgs, timing);
+        },
+      );
+      const base = await baseline(1, timing);
+      const ratio = measured.report.throughput / base.throughput;
+      rows.push({
+        scenario: 'the same, PostgreSQL event store',
+        target: '>= 2x baseline',
+        throughput: measured.report.throughput,
+        p50: measured.report.p50,
+        p99: measured.report.p99,
+        peakRssMb: measured.rss,
+        baseline: base.throughput,
+        measured: `${ratio.toFixed(1)}x baseline`,
+        met: ratio >= 2 && measured.balanced,
+        booksBalanced: measured.balanced,
+      });
+    } finally {
+      await database.drop();
+    }
+  },
+
+  async spread(timing, rows) {
+    const orgs = Array.from({ length: 1000 }, (_, i) => `spread-${i}`);
+    const measured = await withService({}, async (service) => {
+      await prepareOrganizations(service, orgs);
+      return natsScenario(service, orgs, timing);
+    });
+    rows.push({
+      scenario: '1,000 organizations, charges spread evenly, NATS',
+      target: '>= 15,000 charges/s',
+      throughput: measured.report.throughput,
+      p50: measured.report.p50,
+      p99: measured.report.p99,
+      peakRssMb: measured.rss,
+      measured: `${fmt(measured.report.throughput)} charges/s`,
+      met: measured.report.throughput >= 15_000 && measured.balanced,
+      booksBalanced: measured.balanced,
+    });
+  },
+
+  async http(timing, rows) {
+    const orgs = ['hot-http'];
+    const measured = await withService({}, async (service) => {
+      await prepareOrganizations(service, orgs);
+      const report = await runLoad('http-charges', {
+        url: service.url,
+        token: await serviceToken(),
+        organizationId: orgs[0],
+        userId: USER,
+        connections: 64,
+        runPrefix: `http-${Date.now()}`,
+        ...timing,
+      });
+      const balanced = await booksBalance(service, orgs, report.charged);
+      return { report, balanced, rss: peakRssMb(service.child.pid!) };
+    });
+    rows.push({
+      scenario: 'HTTP POST /v1/charm-runs, 64 connections (autocannon), one organization',
+      target: '>= 5,000/s',
+      throughput: measured.report.throughput,
+      p50: measured.report.p50,
+      p99: measured.report.p99,
+      peakRssMb: measured.rss,
+      measured: `${fmt(measured.report.throughput)} charges/s`,
+      met: measured.report.throughput >= 5000 && measured.balanced,
+      booksBalanced: measured.balanced,
+    });
+  },
+
+  async latency(timing, rows) {
+    const orgs = ['hot'];
+    const rate = Math.max(100, Math.round((hotRate ?? 10_000) / 2));
+    const measured = await withService({}, async (service) => {
+      await prepareOrganizations(service, orgs);
+      return natsScenario(service, orgs, timing, { ratePerSecond: rate });
+    });
+    rows.push({
+      scenario: `latency at half the hot rate (${rate}/s, open loop)`,
+      target: 'p99 <= 10 ms',
+      throughput: measured.report.throughput,
+      p50: measured.report.p50,
+      p99: measured.report.p99,
+      peakRssMb: measured.rss,
+      measured: `p99 ${fmt(measured.report.p99, 2)} ms`,
+      met: measured.report.p99 <= 10 && measured.balanced,
+      booksBalanced: measured.balanced,
+    });
+  },
+
+  /** 1,000,000 past runs: rebuild speed, cold load, charge latency vs a new one, usage report. */
+  async history(_timing, rows) {
+    const runs = 1_000_000;
+    const dataset = await historyDataset(runs);
+    const dataDir = copyOfDataset(dataset);
+    try {
+      const started = performance.now();
+      const code = await ledgerCli(dataDir, ['rebuild', 'all']);
+      const seconds = (performance.now() - started) / 1000;
+      if (code !== 0) throw new Error(`rebuild exited with ${code}`);
+      const eventsPerSecond = (runs + 20) / seconds;
+      rows.push({
+        scenario: 'rebuild all read models from 1,000,000 events (operator CLI)',
+        target: '>= 30,000 events/s',
+        throughput: eventsPerSecond,
+        measured: `${fmt(eventsPerSecond)} events/s (${seconds.toFixed(1)} s)`,
+        met: eventsPerSecond >= 30_000,
+      });
+      skipPublishing(dataDir);
+
+      const service = await startService({
+        LEDGER_DATA_DIR: dataDir,
+        LEDGER_NATS_REQUESTS: 'on',
+        NATS_URL,
+        LOG_LEVEL: 'warn',
+      });
+      const nc = await connect({ servers: NATS_URL });
+      try {
+        await quiet(service.child.pid!);
+        const coldOld = await timedCharge(nc, 'history', `cold-${Date.now()}`);
+        const coldNew = await timedCharge(nc, 'fresh', `cold-${Date.now()}`);
+        const old: number[] = [];
+        const fresh: number[] = [];
+        for (let i = 0; i < 400; i += 1) {
+          old.push(await timedCharge(nc, 'history', `seq-old-${Date.now()}-${i}`));
+          fresh.push(await timedCharge(nc, 'fresh', `seq-new-${Date.now()}-${i}`));
+        }
+        const ratio = median(old.slice(100)) / median(fresh.slice(100));
+        rows.push({
+          scenario: 'charge: organization with 1,000,000 past events vs a new one',
+          target: 'latency within 1.25x; cold load <= 50 ms',
+          p50: median(old.slice(100)),
+          peakRssMb: peakRssMb(service.child.pid!),
+          measured: `${ratio.toFixed(2)}x (p50 ${median(old.slice(100)).toFixed(2)} vs ${median(fresh.slice(100)).toFixed(2)} ms); cold ${coldOld.toFixed(1)} ms (new org ${coldNew.toFixed(1)} ms)`,
+          met: ratio <= 1.25 && coldOld <= 50,
+        });
+
+        const token = await serviceToken();
+        const report = async () => {
+          const begun = performance.now();
+          const response = await fetch(
+            `${service.url}/v1/organizations/history/usage?from=2025-01-01T00:00:00Z&to=2026-01-01T00:00:00Z&groupBy=day`,
+            { headers: { authorization: `Bearer ${token}` } },
+          );
+          const body = (await response.json()) as { rows: unknown[]; totals: { runs: number } };
+          if (body.rows.length !== 365 || body.totals.runs !== runs) {
+            throw new Error(`usage report: ${body.rows.length} days, ${body.totals.runs} runs`);
+          }
+          return performance.now() - begun;
+        };
+        for (let i = 0; i < 3; i += 1) await report();
+        const times: number[] = [];
+        for (let i = 0; i < 20; i += 1) times.push(await report());
+        rows.push({
+          scenario: 'usage report, one organization, a year by day over 1,000,000 runs',
+          target: '<= 50 ms',
+          p50: median(times),
+          measured: `${median(times).toFixed(1)} ms median, ${Math.max(...times).toFixed(1)} ms worst`,
+          met: median(times) <= 50,
+        });
+      } finally {
+        await nc.drain();
+        await service.stop();
+      }
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  },
+
+  /** 100,000 organizations charged once each: memory stays bounded by the cache. */
+  async many(timing, rows) {
+    const count = 100_000;
+    const dataset = await manyOrganizationsDataset(count);
+    const dataDir = copyOfDataset(dataset);
+    try {
+      const service = await startService({
+        LEDGER_DATA_DIR: dataDir,
+        LEDGER_NATS_REQUESTS: 'on',
+        NATS_URL,
+        LOG_LEVEL: 'warn',
+      });
+      try {
+        const organizations = Array.from({ length: count }, (_, i) => `many-${i}`);
+        const report = await runLoad('nats-charges', {
+          natsUrl: NATS_URL,
+          organizations,
+          userId: USER,
+          concurrency: 64,
+          runPrefix: `many-${Date.now()}`,
+          warmupMs: 0,
+          // Long enough to go round all the organizations at least once.
+          durationMs: Math.max(timing.durationMs, 30_000),
+        });
+        const rss = peakRssMb(service.child.pid!);
+        const touched = Math.min(count, report.completed);
+        rows.push({
+          scenario: `${count.toLocaleString('en')} organizations touched (${touched.toLocaleString('en')} charged)`,
+          target: 'RSS <= 400 MB',
+          throughput: report.throughput,
+          p50: report.p50,
+          p99: report.p99,
+          peakRssMb: rss,
+          measured: `peak RSS ${rss.toFixed(0)} MB`,
+          met: rss <= 400 && touched === count,
+        });
+      } finally {
+        await service.stop();
+      }
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  },
+};
+
+/** Resolves once the process has used under 10% of a core for a second (boot work done). */
+async function quiet(pid: number, timeoutMs = 120_000): Promise<void> {
+  const cpu = () => {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return Number(fields[11]) + Number(fields[12]); // utime + stime, in clock ticks (1/100 s)
+  };
+  const deadline = Date.now() + timeoutMs;
+  let before = cpu();
+  while (Date.now() < deadline) {
+    await delay(1000);
+    const now = cpu();
+    if (now - before < 10) return;
+    before = now;
+  }
+}
+
+/** One request over NATS, timed. */
+async function timedCharge(nc: NatsConnection, organizationId: string, runId: string) {
+  const started = performance.now();
+  const reply = (
+    await nc.request(
+      'ledger.charm-runs.charge',
+      JSON.stringify({ runId, charmId: 'charm-0', userId: USER, amount: 1, organizationId }),
+      { timeout: 30_000 },
+    )
+  ).json<{ ok: boolean }>();
+  if (!reply.ok) throw new Error(`charge ${runId} refused: ${JSON.stringify(reply)}`);
+  return performance.now() - started;
+}
+
+const median = (values: number[]) =>
+  [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+
+/** A ledger data folder holding a copy of a generated dataset's events. */
+function copyOfDataset(dataset: string): string {
+  const dataDir = mkdtempSync(join(tmpdir(), 'ledger-bench-'));
+  copyFileSync(join(dataset, 'events.sqlite'), join(dataDir, 'events.sqlite'));
+  return dataDir;
+}
+
+/**
+ * The generated history is not news: start the JetStream publisher at its end rather than
+ * publishing a million old events into the shared NATS while we measure.
+ */
+function skipPublishing(dataDir: string): void {
+  const events = new Database(join(dataDir, 'events.sqlite'), { readonly: true });
+  const head = String(events.prepare('SELECT max(position) FROM events').pluck().get());
+  events.close();
+  const readModels = new Database(join(dataDir, 'read-models.sqlite'));
+  readModels
+    .prepare(
+      `INSERT INTO projection_checkpoints (projection, position) VALUES ('jetstream-publisher', ?)
+       ON CONFLICT (projection) DO UPDATE SET position = excluded.position`,
+    )
+    .run(head);
+  readModels.close();
+}
+
+function ledgerCli(dataDir: string, args: string[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      [join(__dirname, '..', 'src', 'cli', 'ledger.js'), ...args],
+      {
+        env: { PATH: process.env.PATH, LEDGER_DATA_DIR: dataDir, LEDGER_JWT_SECRET: TEST_SECRET },
+        // The progress bar goes to our stderr.
+        stdio: ['ignore', 'ignore', 'inherit'],
+      },
+    );
+    const timer = setTimeout(() => child.kill('SIGKILL'), 300_000);
+    child.once('error', reject);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve(code ?? 1);
+    });
+  });
+}
+
+/** `--profile`: run the service under `node --cpu-prof` and print its top functions. */
+let profiling = false;
+
+/** The hot scenario's rate, for the latency scenario that runs at half of it. */
+let hotRate: number | undefined;
+
+async function main(): Promise<void> {
+  const program = new Command()
+    .option('--only <names>', `comma-separated scenarios: ${Object.keys(scenarios).join(', ')}`)
+    .option('--seconds <n>', 'measured seconds per load', '10')
+    .option('--warmup <n>', 'warm-up seconds per load', '3')
+    .option('--profile', 'profile the service (node --cpu-prof) and print its top functions')
+    .parse();
+  const options = program.opts<{
+    only?: string;
+    seconds: string;
+    warmup: string;
+    profile?: boolean;
+  }>();
+  profiling = options.profile === true;
+  const names = options.only ? options.only.split(',') : Object.keys(scenarios);
+  const timing = {
+    warmupMs: Number(options.warmup) * 1000,
+    durationMs: Number(options.seconds) * 1000,
+  };
+  const rows: Row[] = [];
+  const started = Date.now();
+  for (const name of names) {
+    const scenario = scenarios[name];
+    if (!scenario) throw new Error(`unknown scenario ${name}`);
+    process.stderr.write(`bench: ${name}...\n`);
+    try {
+      await scenario(timing, rows);
+    } catch (error) {
+      rows.push({ scenario: name, target: '', measured: `failed: ${String(error)}`, met: false });
+    }
+  }
+  printTable(rows);
+  const results = join(__dirname, '..', '..', 'bench', 'results');
+  mkdirSync(results, { recursive: true });
+  writeFileSync(
+    join(results, 'latest.json'),
+    `${JSON.stringify({ at: new Date().toISOString(), seconds: (Date.now() - started) / 1000, rows }, null, 2)}\n`,
+  );
+  process.stdout.write(
+    `bench: ${((Date.now() - started) / 1000).toFixed(0)} s in all; bench/results/latest.json\n`,
+  );
+}
+
+void main().catch((error: unknown) => {
+  process.stderr.write(`${error instanceof Error ? error.stack : String(error)}\n`);
+  process.exit(1);
+});

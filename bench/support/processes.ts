@@ -1,0 +1,46 @@
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { LoadReport } from './stats';
+
+/** Runs a compiled load process (dist/bench/load/<name>.js) and returns its report. */
+export function runLoad(name: string, options: object, timeoutMs = 120_000): Promise<LoadReport> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      [join(__dirname, '..', 'load', `${name}.js`), JSON.stringify(options)],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let output = '';
+    let errors = '';
+    child.stdout.on('data', (chunk) => (output += chunk));
+    child.stderr.on('data', (chunk) => (errors += chunk));
+    // Every run is bounded: a stuck load process is killed and the scenario fails.
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      const last = output.trim().split('\n').pop();
+      if (code !== 0 || !last) {
+        reject(new Error(`load process ${name} failed (exit ${code}):\n${errors}`));
+        return;
+      }
+      resolve(JSON.parse(last) as LoadReport);
+    });
+  });
+}
+
+/** Peak resident set size of a process so far, in MB (Linux VmHWM). */
+export function peakRssMb(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = /VmHWM:\s+(\d+) kB/.exec(status);
+  return kb ? Number(kb[1]) / 1024 : NaN;
+}
+
+/** Current resident set size, in MB. */
+export function rssMb(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = /VmRSS:\s+(\d+) kB/.exec(status);
+  return kb ? Number(kb[1]) / 1024 : NaN;
+}
