@@ -166,17 +166,17 @@ export class ProjectionRunner {
 
   private async handle(manager: EntityManager, projection: Projection, page: RecordedEvent[]) {
     const reached = this.checkpoints.get(this.checkpointOf(projection)) ?? 0n;
-    const dialect = dialectOf(this.dataSource);
     const suffix = this.options.suffix ?? '';
-    for (const event of page) {
-      if (event.position <= reached) continue;
-      await applyChanges(
-        projection.handle(event),
-        (sql, parameters) => manager.query(sql, parameters),
-        dialect,
-        (table) => `${table}${suffix}`,
-      );
-    }
+    // The whole page's changes at once, so that changes to one row fold into one write.
+    const changes = page
+      .filter((event) => event.position > reached)
+      .flatMap((event) => projection.handle(event));
+    await applyChanges(
+      changes,
+      (sql, parameters) => manager.query(sql, parameters),
+      dialectOf(this.dataSource),
+      (table) => `${table}${suffix}`,
+    );
   }
 }
 

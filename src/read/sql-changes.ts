@@ -9,7 +9,8 @@ const quote = (name: string) => `"${name}"`;
 /**
  * Turns a projection's changes into SQL both SQLite and PostgreSQL understand
  * (INSERT ... ON CONFLICT ... DO UPDATE). `table` maps a model's table to the physical one,
- * so a rebuild can write into fresh tables.
+ * so a rebuild can write into fresh tables. The changes are first folded per row
+ * (`coalesce`), then inserts of the same shape go out as one multi-row statement.
  */
 export async function applyChanges(
   changes: readonly Change[],
@@ -17,10 +18,126 @@ export async function applyChanges(
   dialect: Dialect,
   table: (name: string) => string = (name) => name,
 ): Promise<void> {
-  for (const change of changes) {
-    const { sql, parameters } = toSql(change, dialect, table(change.table));
-    await execute(sql, parameters);
+  for (const wave of waves(coalesce(changes))) {
+    for (const group of groupByShape(wave)) {
+      for (let start = 0; start < group.length; start += ROWS_PER_STATEMENT) {
+        const rows = group.slice(start, start + ROWS_PER_STATEMENT);
+        const { sql, parameters } =
+          rows.length === 1
+            ? toSql(rows[0], dialect, table(rows[0].table))
+            : toMultiRowInsert(rows as Insert[], dialect, table(rows[0].table));
+        await execute(sql, parameters);
+      }
+    }
   }
+}
+
+/** Rows per multi-row INSERT: well under both databases' parameter limits. */
+const ROWS_PER_STATEMENT = 200;
+
+type Insert = Extract<Change, { kind: 'upsert' | 'accumulate' }>;
+
+const rowId = (change: Change) => `${change.table}\u0000${JSON.stringify(change.key)}`;
+
+const sameColumns = (a: object, b: object) => {
+  const left = Object.keys(a);
+  const right = Object.keys(b);
+  return left.length === right.length && left.every((column) => column in b);
+};
+
+const addUp = (a: Record<string, number>, b: Record<string, number>) =>
+  Object.fromEntries(Object.entries(a).map(([column, value]) => [column, value + b[column]]));
+
+/** One change with the same effect as `a` then `b` on one row, or undefined if there is none. */
+function merge(a: Change, b: Change): Change | undefined {
+  if ((a.kind === 'accumulate' || a.kind === 'increment') && a.kind === b.kind) {
+    return sameColumns(a.add, b.add) ? { ...a, add: addUp(a.add, b.add) } : undefined;
+  }
+  // An overwrite after an insert-or-overwrite (or after an overwrite) folds into the first.
+  if ((a.kind === 'upsert' || a.kind === 'update') && b.kind === 'update') {
+    return { ...a, set: { ...a.set, ...b.set } };
+  }
+  if (a.kind === 'upsert' && b.kind === 'upsert') return { ...a, set: { ...a.set, ...b.set } };
+  if (a.kind === 'delete' && b.kind === 'delete') return a;
+  return undefined;
+}
+
+/**
+ * Folds consecutive changes to the same row where their kinds allow (additions summed,
+ * overwrites merged): a hot organization's page of charges becomes one write per row.
+ * Rows are independent, so only the order of changes to one row matters; it is kept.
+ * Returns each row's remaining changes, in order.
+ */
+export function coalesce(changes: readonly Change[]): Change[][] {
+  const byRow = new Map<string, Change[]>();
+  for (const change of changes) {
+    const id = rowId(change);
+    const list = byRow.get(id);
+    if (list === undefined) {
+      byRow.set(id, [change]);
+      continue;
+    }
+    const merged = merge(list[list.length - 1], change);
+    if (merged === undefined) list.push(change);
+    else list[list.length - 1] = merged;
+  }
+  return [...byRow.values()];
+}
+
+/** The first change of every row, then the second of every row, ...: each wave touches distinct rows. */
+function waves(rows: Change[][]): Change[][] {
+  const result: Change[][] = [];
+  for (const list of rows) {
+    list.forEach((change, index) => (result[index] ??= []).push(change));
+  }
+  return result;
+}
+
+/** Inserts of one table, kind and columns together (they can share a statement); others alone. */
+function groupByShape(wave: Change[]): Change[][] {
+  const groups = new Map<string, Change[]>();
+  const single: Change[][] = [];
+  for (const change of wave) {
+    if (change.kind !== 'upsert' && change.kind !== 'accumulate') {
+      single.push([change]);
+      continue;
+    }
+    const values = change.kind === 'upsert' ? change.set : change.add;
+    const shape = `${change.table}\u0000${change.kind}\u0000${Object.keys(change.key).join(',')}\u0000${Object.keys(values).join(',')}`;
+    const group = groups.get(shape);
+    if (group) group.push(change);
+    else groups.set(shape, [change]);
+  }
+  return [...groups.values(), ...single];
+}
+
+/** INSERT ... VALUES (...), (...) ON CONFLICT ...: the rows are distinct (one wave). */
+function toMultiRowInsert(rows: Insert[], dialect: Dialect, tableName: string) {
+  const parameters: Value[] = [];
+  const placeholder = (value: Value) => {
+    parameters.push(value);
+    return dialect === 'postgres' ? `$${parameters.length}` : '?';
+  };
+  const first = rows[0];
+  const target = quote(tableName);
+  const valueColumns = Object.keys(first.kind === 'upsert' ? first.set : first.add);
+  const columns = [...Object.keys(first.key), ...valueColumns];
+  const tuples = rows.map((change) => {
+    const row: Row = { ...change.key, ...(change.kind === 'upsert' ? change.set : change.add) };
+    return `(${columns.map((column) => placeholder(row[column])).join(', ')})`;
+  });
+  const updates = valueColumns
+    .map((column) =>
+      first.kind === 'upsert'
+        ? `${quote(column)} = excluded.${quote(column)}`
+        : `${quote(column)} = ${target}.${quote(column)} + excluded.${quote(column)}`,
+    )
+    .join(', ');
+  const keyColumns = Object.keys(first.key).map(quote).join(', ');
+  return {
+    sql: `INSERT INTO ${target} (${columns.map(quote).join(', ')}) VALUES ${tuples.join(', ')} ON CONFLICT (${keyColumns}) DO UPDATE SET ${updates}`,
+    parameters,
+  };
 }
 
 function toSql(change: Change, dialect: Dialect, tableName: string) {

@@ -1,0 +1,69 @@
+import fc from 'fast-check';
+import type { Change } from '../../../projections';
+import { InMemoryReadModel } from '../../../projections/in-memory-model';
+import { coalesce } from '../../../src/read/sql-changes';
+
+/** Changes over a few rows of two tables, so that the same row is hit often. */
+const key = fc.record({ id: fc.constantFrom('a', 'b', 'c') });
+const table = fc.constantFrom('usage', 'grants');
+const amounts = fc.record({ credits: fc.integer({ min: -5, max: 5 }) });
+const change: fc.Arbitrary<Change> = fc.oneof(
+  fc.record({ kind: fc.constant('accumulate' as const), table, key, add: amounts }),
+  fc.record({ kind: fc.constant('increment' as const), table, key, add: amounts }),
+  fc.record({
+    kind: fc.constant('upsert' as const),
+    table,
+    key,
+    set: fc.record({ name: fc.constantFrom('x', 'y') }, { requiredKeys: [] }),
+  }),
+  fc.record({
+    kind: fc.constant('update' as const),
+    table,
+    key,
+    set: fc.record(
+      { credits: fc.integer({ min: 0, max: 9 }), name: fc.constantFrom('x', 'y') },
+      {
+        requiredKeys: [],
+      },
+    ),
+  }),
+  fc.record({ kind: fc.constant('delete' as const), table, key }),
+);
+
+const applied = (changes: readonly Change[]) => {
+  const model = new InMemoryReadModel();
+  model.apply(changes);
+  return Object.fromEntries(
+    [...model.tables].map(([name, rows]) => [name, Object.fromEntries(rows)]),
+  );
+};
+
+describe('coalescing a page of read-model changes', () => {
+  it('leaves the read models exactly as the changes one by one would', () => {
+    fc.assert(
+      fc.property(fc.array(change, { maxLength: 40 }), (changes) => {
+        expect(applied(coalesce(changes).flat())).toEqual(applied(changes));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('folds a hot organization’s page of charges into one write per row', () => {
+    const charges: Change[] = Array.from({ length: 500 }, () => ({
+      kind: 'accumulate',
+      table: 'usage_daily',
+      key: { organization_id: 'hot', day: '2026-11-29' },
+      add: { runs: 1, credits: 3 },
+    }));
+    expect(coalesce(charges)).toEqual([
+      [
+        {
+          kind: 'accumulate',
+          table: 'usage_daily',
+          key: { organization_id: 'hot', day: '2026-11-29' },
+          add: { runs: 500, credits: 1500 },
+        },
+      ],
+    ]);
+  });
+});
