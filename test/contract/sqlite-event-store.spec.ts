@@ -92,6 +92,42 @@ describe('SqliteEventStore', () => {
     expect(next).toEqual({ nextExpectedRevision: 3n, position: appended.position + 1n });
   });
 
+  it('commits appends to many streams asked for at once together, each failing on its own', async () => {
+    const store = open(newFile());
+    await store.appendToStream('organization-taken', newEvents(1), 'no_stream');
+    const original = newEvent();
+    await store.appendToStream('organization-original', [original], 'no_stream');
+    const head = await store.headPosition();
+
+    const results = await Promise.allSettled([
+      ...Array.from({ length: 50 }, (_, i) =>
+        store.appendToStream(`organization-${i}`, newEvents(2), 'no_stream'),
+      ),
+      store.appendToStream('organization-taken', newEvents(1), 'no_stream'),
+      store.appendToStream(
+        'organization-copy',
+        [{ ...newEvent(), eventId: original.eventId }],
+        'no_stream',
+      ),
+    ]);
+    const written = results.slice(0, 50).map((result) => {
+      if (result.status !== 'fulfilled') throw new Error('an innocent append failed');
+      return result.value.position;
+    });
+    expect(results[50]).toMatchObject({
+      status: 'rejected',
+      reason: { name: 'WrongExpectedRevisionError' },
+    });
+    expect(results[51]).toMatchObject({
+      status: 'rejected',
+      reason: { name: 'DuplicateEventIdError' },
+    });
+    // One transaction: the positions follow each other in the order the appends were asked.
+    expect(written).toEqual(Array.from({ length: 50 }, (_, i) => head + 2n * BigInt(i + 1)));
+    expect(await store.readStream('organization-copy')).toEqual([]);
+    expect(await store.readStream('organization-taken')).toHaveLength(1);
+  });
+
   it('numbers positions 1..N without gaps, even after rejected appends', async () => {
     const store = open(newFile());
     const taken = newEvent();

@@ -35,6 +35,16 @@ export interface SqliteEventStoreOptions {
   synchronous?: 'full' | 'off';
 }
 
+interface QueuedAppend {
+  streamId: string;
+  events: NewEvent[];
+  expected: ExpectedRevision;
+  resolve: (result: AppendResult) => void;
+  reject: (error: unknown) => void;
+  result?: AppendResult;
+  error?: unknown;
+}
+
 interface EventRow {
   position: bigint;
   event_id: string;
@@ -104,11 +114,15 @@ export class SqliteEventStore implements EventStore, SnapshotStore, PollingSourc
   private closing: Promise<void> | undefined;
 
   private readonly statements: ReturnType<SqliteEventStore['prepareStatements']>;
-  private readonly appendTransaction: (
+  /** Runs the queued appends in one IMMEDIATE transaction (one fsync for all of them). */
+  private readonly groupTransaction: (appends: QueuedAppend[]) => void;
+  /** One append inside the group: a SAVEPOINT, so its failure undoes only itself. */
+  private readonly appendSavepoint: (
     streamId: string,
     events: NewEvent[],
     expected: ExpectedRevision,
   ) => AppendResult;
+  private queuedAppends: QueuedAppend[] = [];
 
   /** `filename` is a path (its folder is created if missing) or ':memory:'. */
   constructor(
@@ -132,8 +146,17 @@ export class SqliteEventStore implements EventStore, SnapshotStore, PollingSourc
       this.statements = this.prepareStatements();
       // IMMEDIATE takes the write lock before reading the revision: two writers, even in two
       // processes, can never both see the same revision and both append after it.
-      const append = this.db.transaction(this.appendInTransaction.bind(this));
-      this.appendTransaction = append.immediate.bind(append);
+      this.appendSavepoint = this.db.transaction(this.appendInTransaction.bind(this));
+      const group = this.db.transaction((appends: QueuedAppend[]) => {
+        for (const append of appends) {
+          try {
+            append.result = this.appendSavepoint(append.streamId, append.events, append.expected);
+          } catch (error) {
+            append.error = error;
+          }
+        }
+      });
+      this.groupTransaction = group.immediate.bind(group);
     } catch (error) {
       this.db.close();
       throw error;
@@ -150,15 +173,45 @@ export class SqliteEventStore implements EventStore, SnapshotStore, PollingSourc
     };
   }
 
-  async appendToStream(
+  /**
+   * Appends asked for in the same turn of the event loop (typically by many organizations'
+   * queues at once) share one transaction and one fsync: group commit across streams. Each
+   * still succeeds or fails on its own, and none resolves before the commit is on disk.
+   */
+  appendToStream(
     streamId: string,
     events: NewEvent[],
     expected: ExpectedRevision,
   ): Promise<AppendResult> {
-    this.assertOpen();
-    const result = this.appendTransaction(streamId, events, expected);
-    if (events.length > 0) this.appended.notify();
-    return result;
+    return new Promise((resolve, reject) => {
+      this.assertOpen();
+      this.queuedAppends.push({ streamId, events, expected, resolve, reject });
+      if (this.queuedAppends.length === 1) setImmediate(() => this.commitQueuedAppends());
+    });
+  }
+
+  private commitQueuedAppends(): void {
+    const appends = this.queuedAppends;
+    this.queuedAppends = [];
+    // close() commits what was asked before it; the scheduled turn then finds nothing.
+    if (appends.length === 0) return;
+    try {
+      this.groupTransaction(appends);
+    } catch (error) {
+      // The commit itself failed (disk full, I/O error): nothing of the group is durable.
+      appends.forEach((append) => append.reject(error));
+      return;
+    }
+    let wrote = false;
+    for (const append of appends) {
+      if (append.result !== undefined) {
+        wrote ||= append.events.length > 0;
+        append.resolve(append.result);
+      } else {
+        append.reject(append.error);
+      }
+    }
+    if (wrote) this.appended.notify();
   }
 
   async readStream(streamId: string, options: ReadStreamOptions = {}): Promise<RecordedEvent[]> {
@@ -236,6 +289,7 @@ export class SqliteEventStore implements EventStore, SnapshotStore, PollingSourc
   /** Stops every subscription (waiting for handlers in progress), then closes the file. */
   close(): Promise<void> {
     this.closing ??= (async () => {
+      this.commitQueuedAppends();
       await Promise.all([...this.subscriptions].map((subscription) => subscription.stop()));
       this.db.close();
     })();
