@@ -3,6 +3,7 @@ import { Catch, Logger, type RpcExceptionFilter } from '@nestjs/common';
 import { RpcException } from '@nestjs/microservices';
 import { throwError, type Observable } from 'rxjs';
 import { LedgerError, type LedgerErrorCode } from '../../ledger/errors';
+import { isDependencyUnavailable } from '../dependency-errors';
 
 const STATUS_OF: Record<LedgerErrorCode, status> = {
   VALIDATION_FAILED: status.INVALID_ARGUMENT,
@@ -23,6 +24,12 @@ export class GrpcErrorFilter implements RpcExceptionFilter<unknown> {
     if (exception instanceof RpcException) return throwError(() => exception.getError());
     if (exception instanceof LedgerError) {
       return throwError(() => ({ code: STATUS_OF[exception.code], message: exception.message }));
+    }
+    if (isDependencyUnavailable(exception)) {
+      return throwError(() => ({
+        code: status.UNAVAILABLE,
+        message: 'a dependency is unreachable',
+      }));
     }
     this.logger.error(
       exception instanceof Error ? (exception.stack ?? exception.message) : String(exception),

@@ -10,6 +10,7 @@ import {
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { throwError } from 'rxjs';
 import { FieldError, LedgerError, LedgerErrorCode, ValidationFailed } from '../../ledger/errors';
+import { isDependencyUnavailable } from '../dependency-errors';
 
 /** The API's error codes, plus INTERNAL for what is always a bug of ours. */
 export type ProblemCode = LedgerErrorCode | 'INTERNAL';
@@ -140,6 +141,12 @@ export class ProblemDetailsFilter implements ExceptionFilter {
     if (exception instanceof HttpException) {
       const mapped = fromHttpException(exception, request);
       if (mapped) return mapped;
+    }
+    if (isDependencyUnavailable(exception)) {
+      this.logger.warn(
+        `${request.method} ${request.originalUrl}: a dependency is unreachable: ${String(exception)}`,
+      );
+      return problem('UNAVAILABLE', 'A database this request needs cannot be reached; retry.');
     }
     this.logUnexpected(exception, request);
     // The request id (set by the request logger) ties the answer to the log line.

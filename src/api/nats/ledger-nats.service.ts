@@ -20,6 +20,7 @@ import {
 } from '../../write/commands';
 import { GetBalance } from '../../write/queries';
 import { ChargeCharmRunDto } from '../http/dto/credits.dto';
+import { isDependencyUnavailable } from '../dependency-errors';
 import { validationFailedFrom } from '../http/validation.pipe';
 import {
   BalanceRequest,
@@ -144,7 +145,7 @@ export class LedgerNatsService implements OnApplicationShutdown {
       reply = { ok: true, ...result, position: String(result.position) };
     } catch (error) {
       reply = { ok: false, error: errorOf(error) };
-      if (!(error instanceof LedgerError))
+      if (!(error instanceof LedgerError) && !isDependencyUnavailable(error))
         this.logger.error(`NATS request failed: ${String(error)}`);
     }
     message.respond(JSON.stringify(reply));
@@ -175,5 +176,7 @@ function errorOf(error: unknown) {
       ...(error.details ? { details: error.details } : {}),
     };
   }
+  if (isDependencyUnavailable(error))
+    return { code: 'UNAVAILABLE', message: 'a dependency is unreachable; retry' };
   return { code: 'INTERNAL', message: 'internal error' };
 }

@@ -116,6 +116,21 @@ class TestController {
   bugNonError() {
     throw 'a string, thrown';
   }
+
+  @Get('database-gone')
+  databaseGone() {
+    // As TypeORM throws it when PostgreSQL drops the connection mid-query.
+    const error = new Error('Query failed');
+    Object.assign(error, { driverError: new Error('Connection terminated unexpectedly') });
+    throw error;
+  }
+
+  @Get('database-refuses')
+  databaseRefuses() {
+    throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), {
+      code: 'ECONNREFUSED',
+    });
+  }
 }
 
 const PROBLEM = /^application\/problem\+json/;
@@ -421,6 +436,18 @@ describe('HTTP edge: problem details and validation', () => {
       expect(res.body.code).toBe('INTERNAL');
       expect(JSON.stringify(res.body)).not.toContain('a string, thrown');
     });
+
+    it.each(['database-gone', 'database-refuses'])(
+      'a database that cannot be reached (%s) -> 503 UNAVAILABLE with Retry-After, not 500',
+      async (path) => {
+        const res = await http().get(`/v1/test/${path}`);
+        expect(res.status).toBe(503);
+        expect(res.headers['content-type']).toMatch(PROBLEM);
+        expect(res.headers['retry-after']).toBe('1');
+        expect(res.body).toMatchObject({ status: 503, code: 'UNAVAILABLE' });
+        expect(JSON.stringify(res.body)).not.toMatch(/5432|terminated/);
+      },
+    );
 
     it('a bad percent-encoding in the path -> 400, not 500', async () => {
       const res = await http().get('/v1/test/organizations/%E0%A4%A');
