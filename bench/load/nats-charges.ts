@@ -9,7 +9,10 @@ import { Latencies, type LoadReport } from '../support/stats';
 
 interface Options {
   natsUrl: string;
-  organizations: string[];
+  /** The organizations to charge, in turn; or `organizationCount` ids `${organizationPrefix}${i}`. */
+  organizations?: string[];
+  organizationPrefix?: string;
+  organizationCount?: number;
   userId: string;
   concurrency: number;
   ratePerSecond?: number;
@@ -20,6 +23,9 @@ interface Options {
 
 async function main(): Promise<void> {
   const options = JSON.parse(process.argv[2]) as Options;
+  const count = options.organizations?.length ?? options.organizationCount ?? 0;
+  const organization = (n: number) =>
+    options.organizations?.[n % count] ?? `${options.organizationPrefix}${n % count}`;
   const nc = await connect({ servers: options.natsUrl, maxPingOut: 10 });
   const latencies = new Latencies();
   const started = performance.now();
@@ -31,7 +37,7 @@ async function main(): Promise<void> {
 
   const chargeOnce = async () => {
     const n = sequence++;
-    const organizationId = options.organizations[n % options.organizations.length];
+    const organizationId = organization(n);
     const body = JSON.stringify({
       runId: `${options.runPrefix}-${n}`,
       charmId: `charm-${n % 7}`,

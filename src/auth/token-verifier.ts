@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Inject, Injectable, Logger } from '@nestjs/common';
+import { LRUCache } from 'lru-cache';
 import {
   createLocalJWKSet,
   createRemoteJWKSet,
@@ -42,6 +43,15 @@ export class TokenVerifier {
   private readonly logger = new Logger(TokenVerifier.name);
   private readonly key: Uint8Array | JWTVerifyGetKey;
   private readonly algorithms: string[];
+  /**
+   * Tokens already verified, for a minute at most: a service sends the same token with every
+   * request, and checking a signature costs more than the rest of a charge. The time claims
+   * are still checked on every use.
+   */
+  private readonly verified = new LRUCache<string, { caller: Caller; exp?: number; nbf?: number }>({
+    max: 10_000,
+    ttl: 60_000,
+  });
 
   constructor(@Inject(LEDGER_CONFIG) private readonly config: LedgerConfig) {
     const secret = signingSecret(config);
@@ -69,6 +79,14 @@ export class TokenVerifier {
   }
 
   async verify(token: string): Promise<Caller> {
+    const cached = this.verified.get(token);
+    if (cached !== undefined) {
+      const now = Date.now() / 1000;
+      const expired = cached.exp !== undefined && now > cached.exp + CLOCK_TOLERANCE_SECONDS;
+      const early = cached.nbf !== undefined && now < cached.nbf - CLOCK_TOLERANCE_SECONDS;
+      if (!expired && !early) return cached.caller;
+      this.verified.delete(token);
+    }
     let payload: JWTPayload;
     try {
       ({ payload } = await jwtVerify(token, this.key as Uint8Array, {
@@ -85,7 +103,9 @@ export class TokenVerifier {
       }
       throw unauthenticated(reasonOf(error));
     }
-    return callerOf(payload);
+    const caller = callerOf(payload);
+    this.verified.set(token, { caller, exp: payload.exp, nbf: payload.nbf });
+    return caller;
   }
 }
 
