@@ -135,6 +135,18 @@ describe('bad input', () => {
     expect(await positionOfStore()).toBe(before);
   });
 
+  it('refuses a deeply nested body with a 400, not a 500 (class-transformer would overflow)', async () => {
+    const before = await positionOfStore();
+    const depth = 5000;
+    const response = await ledger.http
+      .post('/v1/charm-runs')
+      .set('content-type', 'application/json')
+      .send(`{"runId": ${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}}`)
+      .expect(400);
+    expect(response.body.errors).toEqual([expect.objectContaining({ field: 'body' })]);
+    expect(await positionOfStore()).toBe(before);
+  });
+
   it('refuses bad values of the other fields', async () => {
     const cases: [string, Record<string, unknown>, string][] = [
       ['/v1/organizations/acme/grants', { grantId: 'g2', amount: 1, source: 'gift' }, 'source'],
