@@ -311,11 +311,42 @@ const scenarios: Record<string, Scenario> = {
     const dataset = await historyDataset(runs);
     const dataDir = copyOfDataset(dataset);
     try {
+      // The service builds the read models first (no NATS: nothing to publish or answer yet)...
+      const catchUpStarted = performance.now();
+      const building = await startService({
+        LEDGER_DATA_DIR: dataDir,
+        NATS_URL: 'nats://127.0.0.1:1',
+        LOG_LEVEL: 'error',
+      });
+      try {
+        const token = await serviceToken();
+        const head = runs + 12;
+        for (;;) {
+          const response = await fetch(
+            `${building.url}/v1/organizations/history/balance?minPosition=${head}`,
+            { headers: { authorization: `Bearer ${token}` } },
+          );
+          if (response.ok) break;
+          if (performance.now() - catchUpStarted > 300_000) throw new Error('no catch-up in 5 min');
+        }
+      } finally {
+        await building.stop();
+      }
+      const catchUpSeconds = (performance.now() - catchUpStarted) / 1000;
+      rows.push({
+        scenario: 'the service building the read models of 1,000,000 events at start',
+        target: '(no target; for comparison)',
+        throughput: (runs + 12) / catchUpSeconds,
+        measured: `${fmt((runs + 12) / catchUpSeconds)} events/s (${catchUpSeconds.toFixed(1)} s)`,
+        met: true,
+      });
+
+      // ...then the operator rebuilds them all, as after a projection change.
       const started = performance.now();
       const code = await ledgerCli(dataDir, ['rebuild', 'all']);
       const seconds = (performance.now() - started) / 1000;
       if (code !== 0) throw new Error(`rebuild exited with ${code}`);
-      const eventsPerSecond = (runs + 20) / seconds;
+      const eventsPerSecond = (runs + 12) / seconds;
       rows.push({
         scenario: 'rebuild all read models from 1,000,000 events (operator CLI)',
         target: '>= 30,000 events/s',
@@ -356,7 +387,7 @@ const scenarios: Record<string, Scenario> = {
         const report = async () => {
           const begun = performance.now();
           const response = await fetch(
-            `${service.url}/v1/organizations/history/usage?from=2025-01-01T00:00:00Z&to=2026-01-01T00:00:00Z&groupBy=day`,
+            `${service.url}/v1/organizations/history/usage?from=2025-01-01&to=2026-01-01&groupBy=day`,
             { headers: { authorization: `Bearer ${token}` } },
           );
           const body = (await response.json()) as { rows?: unknown[]; totals?: { runs: number } };
