@@ -18,7 +18,9 @@ export interface RebuildProgress {
  * Rebuilds projections from position 0 into fresh tables while the service goes on
  * answering (and updating) the old ones. Once the new tables have caught up with the live
  * checkpoint, one transaction swaps them in under the live checkpoint, so the running
- * service continues from exactly where the new tables stand.
+ * service continues from exactly where the new tables stand. Projections whose live
+ * checkpoints agree (the service moves them together) are rebuilt in one pass over the
+ * events.
  */
 export async function rebuildProjections(
   store: EventStore,
@@ -26,39 +28,63 @@ export async function rebuildProjections(
   projections: readonly Projection[],
   onProgress?: (progress: RebuildProgress) => void,
 ): Promise<void> {
+  const together = new Map<bigint, Projection[]>();
   for (const projection of projections) {
-    await createShadowTables(dataSource, projection);
-    const runner = new ProjectionRunner(store, dataSource, [projection], {
-      suffix: SHADOW,
-      pageSize: 2000,
-    });
-    const target = await liveCheckpoint(dataSource, projection);
-    let events = 0;
-    await runner.handleUntil(target, (position, handled) => {
-      events += handled;
-      onProgress?.({ projection: projection.name, position, target, events });
-    });
-    await dataSource.transaction(async (manager) => {
-      if (dialectOf(dataSource) === 'postgres') {
-        // Take every lock the swap needs first, in the order the live runner takes them, so
-        // its batches wait instead of deadlocking.
-        const tables = Object.keys(projection.tables).map((table) => `"${table}"`);
-        await manager.query(
-          `LOCK TABLE ${tables.join(', ')}, "${CHECKPOINTS}" IN ACCESS EXCLUSIVE MODE`,
+    const live = await liveCheckpoint(dataSource, projection);
+    together.set(live, [...(together.get(live) ?? []), projection]);
+  }
+  for (const [target, group] of together) {
+    await rebuildTogether(dataSource, store, group, target, onProgress);
+  }
+}
+
+async function rebuildTogether(
+  dataSource: DataSource,
+  store: EventStore,
+  projections: Projection[],
+  target: bigint,
+  onProgress?: (progress: RebuildProgress) => void,
+): Promise<void> {
+  const name = projections.map((projection) => projection.name).join(', ');
+  for (const projection of projections) await createShadowTables(dataSource, projection);
+  const runner = new ProjectionRunner(store, dataSource, projections, {
+    suffix: SHADOW,
+    pageSize: 2000,
+  });
+  let events = 0;
+  await runner.handleUntil(target, (position, handled) => {
+    events += handled;
+    onProgress?.({ projection: name, position, target, events });
+  });
+  await dataSource.transaction(async (manager) => {
+    const tables = projections.flatMap((projection) => Object.keys(projection.tables));
+    if (dialectOf(dataSource) === 'postgres') {
+      // Take every lock the swap needs first, in the order the live runner takes them, so
+      // its batches wait instead of deadlocking.
+      await manager.query(
+        `LOCK TABLE ${tables.map((table) => `"${table}"`).join(', ')}, "${CHECKPOINTS}" IN ACCESS EXCLUSIVE MODE`,
+      );
+    }
+    // The live checkpoint may have moved on meanwhile: take the shadow there too, then swap.
+    const live = await liveCheckpoint(manager, projections[0], true);
+    for (const projection of projections.slice(1)) {
+      if ((await liveCheckpoint(manager, projection, true)) !== live) {
+        throw new Error(
+          `the live checkpoints of ${name} moved apart during the rebuild: run it again`,
         );
       }
-      // The live checkpoint may have moved on meanwhile: take the shadow there too, then swap.
-      const live = await liveCheckpoint(manager, projection, true);
-      await runner.handleUntil(live, undefined, manager);
-      const queryRunner = manager.queryRunner!;
-      for (const table of Object.keys(projection.tables)) {
-        await queryRunner.dropTable(table);
-        await queryRunner.renameTable(`${table}${SHADOW}`, table);
-      }
+    }
+    await runner.handleUntil(live, undefined, manager);
+    const queryRunner = manager.queryRunner!;
+    for (const table of tables) {
+      await queryRunner.dropTable(table);
+      await queryRunner.renameTable(`${table}${SHADOW}`, table);
+    }
+    for (const projection of projections) {
       await saveCheckpoint(manager, projection.name, live);
       await manager.query(deleteCheckpoint(dataSource), [`${projection.name}${SHADOW}`]);
-    });
-  }
+    }
+  });
 }
 
 async function liveCheckpoint(
