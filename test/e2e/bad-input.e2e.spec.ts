@@ -147,6 +147,31 @@ describe('bad input', () => {
     expect(await positionOfStore()).toBe(before);
   });
 
+  it.each(['constructor', 'toString', 'hasOwnProperty'])(
+    'refuses an unknown field named like an Object.prototype member (%s)',
+    async (name) => {
+      const before = await positionOfStore();
+      const response = await ledger.http
+        .post('/v1/charm-runs')
+        .send({ ...charge, runId: 'proto-1', [name]: 5 })
+        .expect(400);
+      expect(response.body.errors).toEqual([{ field: name, message: 'is not allowed' }]);
+      expect(await positionOfStore()).toBe(before);
+    },
+  );
+
+  it('refuses a JSON body declared in another charset than UTF-8', async () => {
+    const before = await positionOfStore();
+    // One byte of UTF-16 decodes to nothing; it used to be taken as an empty body, `{}`.
+    const response = await ledger.http
+      .post('/v1/organizations/acme/charm-runs/run-1/refund')
+      .set('content-type', 'application/json; charset=utf-16')
+      .send('{')
+      .expect(400);
+    expect(response.body.errors).toEqual([{ field: 'body', message: 'must be UTF-8 JSON' }]);
+    expect(await positionOfStore()).toBe(before);
+  });
+
   it('refuses bad values of the other fields', async () => {
     const cases: [string, Record<string, unknown>, string][] = [
       ['/v1/organizations/acme/grants', { grantId: 'g2', amount: 1, source: 'gift' }, 'source'],

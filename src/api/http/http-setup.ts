@@ -61,15 +61,26 @@ function requireJsonBody(
   const hasBody =
     request.headers['transfer-encoding'] !== undefined ||
     (contentLength !== undefined && contentLength !== '0');
-  if (!hasBody || isJsonMediaType(request.headers['content-type'])) {
+  if (!hasBody) {
     next();
     return;
   }
-  next(
-    new ValidationFailed([
-      { field: 'body', message: 'must be JSON (Content-Type: application/json)' },
-    ]),
-  );
+  if (!isJsonMediaType(request.headers['content-type'])) {
+    next(
+      new ValidationFailed([
+        { field: 'body', message: 'must be JSON (Content-Type: application/json)' },
+      ]),
+    );
+    return;
+  }
+  // JSON is UTF-8 (RFC 8259). Another declared charset let a body decode to nothing, which the
+  // parser took as `{}`: a refund with garbage for a body went through (found by the fault suite).
+  const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(request.headers['content-type'] ?? '');
+  if (charset && charset[1].toLowerCase() !== 'utf-8' && charset[1].toLowerCase() !== 'utf8') {
+    next(new ValidationFailed([{ field: 'body', message: 'must be UTF-8 JSON' }]));
+    return;
+  }
+  next();
 }
 
 function isJsonMediaType(contentType: string | undefined): boolean {

@@ -21,7 +21,7 @@ import {
 import { GetBalance } from '../../write/queries';
 import { ChargeCharmRunDto } from '../http/dto/credits.dto';
 import { isDependencyUnavailable } from '../dependency-errors';
-import { assertNotTooDeep, validationFailedFrom } from '../http/validation.pipe';
+import { assertSafeJson, validationFailedFrom } from '../http/validation.pipe';
 import {
   BalanceRequest,
   CaptureRequest,
@@ -161,7 +161,7 @@ export class LedgerNatsService implements OnApplicationShutdown {
     if (typeof body !== 'object' || body === null || Array.isArray(body)) {
       throw new ValidationFailed([{ field: 'body', message: 'must be a JSON object' }]);
     }
-    assertNotTooDeep(body);
+    assertSafeJson(body);
     const instance = plainToInstance(dto, body, { enableImplicitConversion: false });
     const errors = await validate(instance, { whitelist: true, forbidNonWhitelisted: true });
     if (errors.length > 0) throw validationFailedFrom(errors);
