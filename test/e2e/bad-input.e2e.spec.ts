@@ -147,8 +147,8 @@ describe('bad input', () => {
     expect(await positionOfStore()).toBe(before);
   });
 
-  it.each(['constructor', 'toString', 'hasOwnProperty'])(
-    'refuses an unknown field named like an Object.prototype member (%s)',
+  it.each(['constructor', 'prototype', 'toString', 'hasOwnProperty'])(
+    'refuses an unknown field named like an inherited member (%s)',
     async (name) => {
       const before = await positionOfStore();
       const response = await ledger.http

@@ -1,5 +1,5 @@
 import { ArgumentMetadata, Injectable, ValidationPipe } from '@nestjs/common';
-import type { ValidationError } from 'class-validator';
+import { getMetadataStorage, type ValidationError } from 'class-validator';
 import { FieldError, ValidationFailed } from '../../ledger/errors';
 
 /**
@@ -34,7 +34,11 @@ export class LedgerValidationPipe extends ValidationPipe {
       throw new ValidationFailed([{ field: 'body', message: 'must be a JSON object' }]);
     }
     if (metadata.type === 'body') assertSafeJson(value);
-    return super.transform(value, metadata);
+    // Taken before Nest's pipe silently deletes `constructor` and `__proto__` from the body.
+    const fields = isJsonObject(value) ? Object.keys(value) : [];
+    const transformed: unknown = await super.transform(value, metadata);
+    if (isWholeBody && metadata.metatype) assertKnownFields(fields, metadata.metatype);
+    return transformed;
   }
 }
 
@@ -43,11 +47,8 @@ export const MAX_JSON_DEPTH = 32;
 
 /**
  * What class-transformer and class-validator do not catch in a JSON body, found by the fault
- * suite, refused as VALIDATION_FAILED before any DTO is built:
- * - nesting a few thousand levels deep overflowed class-transformer's recursion (a 500);
- * - a field named after a member of Object.prototype (`constructor`, `toString`...) slipped
- *   past forbidNonWhitelisted and the request went through as if it were not there.
- * Walked without recursion of its own.
+ * suite, refused as VALIDATION_FAILED before any DTO is built: nesting a few thousand levels
+ * deep overflowed class-transformer's recursion (a 500). Walked without recursion of its own.
  */
 export function assertSafeJson(value: unknown, field = 'body'): void {
   const stack: [unknown, number][] = [[value, 1]];
@@ -59,12 +60,28 @@ export function assertSafeJson(value: unknown, field = 'body'): void {
         { field, message: `is nested deeper than ${MAX_JSON_DEPTH} levels` },
       ]);
     }
-    for (const [key, child] of Object.entries(current)) {
-      if (!Array.isArray(current) && key in Object.prototype) {
-        throw new ValidationFailed([{ field: key, message: 'is not allowed' }]);
-      }
-      stack.push([child, depth + 1]);
-    }
+    for (const child of Object.values(current)) stack.push([child, depth + 1]);
+  }
+}
+
+/**
+ * Refuses fields the DTO does not declare, by the DTO's own list of properties; run after
+ * class-validator, which reports every other bad field. forbidNonWhitelisted looks names up
+ * in a plain object, so a field named after an inherited member (`constructor`...) slipped
+ * through and the request went on as if it were not there (found by the fault suite).
+ */
+export function assertKnownFields(
+  fields: string[],
+  dto: abstract new (...args: never[]) => unknown,
+): void {
+  const known = new Set(
+    getMetadataStorage()
+      .getTargetValidationMetadatas(dto, '', false, false)
+      .map((metadata) => metadata.propertyName),
+  );
+  const unknown = fields.filter((key) => !known.has(key));
+  if (unknown.length > 0) {
+    throw new ValidationFailed(unknown.map((field) => ({ field, message: 'is not allowed' })));
   }
 }
 

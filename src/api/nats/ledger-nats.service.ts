@@ -21,7 +21,7 @@ import {
 import { GetBalance } from '../../write/queries';
 import { ChargeCharmRunDto } from '../http/dto/credits.dto';
 import { isDependencyUnavailable } from '../dependency-errors';
-import { assertSafeJson, validationFailedFrom } from '../http/validation.pipe';
+import { assertKnownFields, assertSafeJson, validationFailedFrom } from '../http/validation.pipe';
 import {
   BalanceRequest,
   CaptureRequest,
@@ -165,6 +165,7 @@ export class LedgerNatsService implements OnApplicationShutdown {
     const instance = plainToInstance(dto, body, { enableImplicitConversion: false });
     const errors = await validate(instance, { whitelist: true, forbidNonWhitelisted: true });
     if (errors.length > 0) throw validationFailedFrom(errors);
+    assertKnownFields(Object.keys(body), dto);
     return instance;
   }
 }
