@@ -15,6 +15,7 @@ import {
   readStore,
   sleep,
   verifyReadModels,
+  within,
   type LedgerOptions,
   type LedgerProcess,
   type StoredEvent,
@@ -216,7 +217,11 @@ describe('crashes', () => {
       const load = Array.from({ length: WORKERS }, worker);
       if (crashAt) {
         // The process kills itself at the crash point; it must get there.
-        const reached = await Promise.race([current.exited.then(() => true), sleep(20_000)]);
+        const reached = await within(
+          current.exited.then(() => true),
+          20_000,
+          false,
+        );
         if (!reached) over = true;
         expect({ round, crashAt, reached }).toEqual({ round, crashAt, reached: true });
       } else {

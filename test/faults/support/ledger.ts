@@ -125,6 +125,17 @@ export async function waitForNatsService(nats: NatsConnection, timeoutMs = 20_00
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
+/** `promise`'s value, or `fallback` after `ms`; the timer never outlives the race. */
+export async function within<T, F>(promise: Promise<T>, ms: number, fallback: F): Promise<T | F> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<F>((resolve) => (timer = setTimeout(() => resolve(fallback), ms)));
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 export interface HttpReply {
   status: number;
   headers: Headers;
