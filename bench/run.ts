@@ -12,7 +12,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import Database from 'better-sqlite3';
 import { Command } from 'commander';
 import { createTestDatabase } from '../test/support/postgres';
-import { startService, type ServiceProcess } from '../test/support/service-process';
+import { freePort, startService, type ServiceProcess } from '../test/support/service-process';
 import { serviceToken, TEST_SECRET, tokenFor } from '../test/support/tokens';
 import { historyDataset, manyOrganizationsDataset } from './datasets';
 import { peakRssMb, runLoad } from './support/processes';
@@ -32,7 +32,39 @@ export interface Row {
   booksBalanced?: boolean;
 }
 
-const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
+/**
+ * The bench's own NATS server (JetStream, a temporary folder), so that no other ledger on the
+ * machine's shared server answers our requests from its queue group. Set by main().
+ */
+let NATS_URL = process.env.BENCH_NATS_URL ?? '';
+
+async function startNatsServer(): Promise<() => Promise<void>> {
+  const port = await freePort();
+  const storeDir = mkdtempSync(join(tmpdir(), 'ledger-bench-nats-'));
+  const server = spawn(
+    '/usr/sbin/nats-server',
+    ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir],
+    {
+      stdio: 'ignore',
+    },
+  );
+  NATS_URL = `nats://127.0.0.1:${port}`;
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      const probe = await connect({ servers: NATS_URL });
+      await probe.close();
+      break;
+    } catch (error) {
+      if (attempt > 50) throw error;
+      await delay(100);
+    }
+  }
+  return async () => {
+    server.kill('SIGTERM');
+    await new Promise((resolve) => server.once('exit', resolve));
+    rmSync(storeDir, { recursive: true, force: true });
+  };
+}
 const USER = 'bench-user';
 const GRANT = 1_000_000_000_000;
 
@@ -561,6 +593,7 @@ async function main(): Promise<void> {
     profile?: boolean;
   }>();
   profiling = options.profile === true;
+  const stopNats = NATS_URL === '' ? await startNatsServer() : async () => undefined;
   const names = options.only ? options.only.split(',') : Object.keys(scenarios);
   const timing = {
     warmupMs: Number(options.warmup) * 1000,
@@ -578,6 +611,7 @@ async function main(): Promise<void> {
       rows.push({ scenario: name, target: '', measured: `failed: ${String(error)}`, met: false });
     }
   }
+  await stopNats();
   printTable(rows);
   const results = join(__dirname, '..', '..', 'bench', 'results');
   mkdirSync(results, { recursive: true });
