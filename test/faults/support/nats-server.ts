@@ -34,7 +34,11 @@ export class TestNatsServer {
       { stdio: 'ignore' },
     );
     this.process = child;
+    // A missing binary fails the scenario with its reason (it never skips).
+    let failed: Error | undefined;
+    child.once('error', (error) => (failed = error));
     for (let i = 0; i < 100; i++) {
+      if (failed) throw new Error(`${NATS_SERVER} did not start: ${failed.message}`);
       if (child.exitCode !== null) throw new Error(`nats-server exited with ${child.exitCode}`);
       const probe = await connect({ servers: this.url, reconnect: false }).catch(() => undefined);
       if (probe) return probe.close();
