@@ -18,6 +18,8 @@ interface Options {
   ratePerSecond?: number;
   warmupMs: number;
   durationMs: number;
+  /** Stop sending after this many requests, even if time is left. */
+  stopAfter?: number;
   runPrefix: string;
 }
 
@@ -68,7 +70,9 @@ async function main(): Promise<void> {
   if (options.ratePerSecond === undefined) {
     await Promise.all(
       Array.from({ length: options.concurrency }, async () => {
-        while (performance.now() < stopAt) await chargeOnce();
+        while (performance.now() < stopAt && sequence < (options.stopAfter ?? Infinity)) {
+          await chargeOnce();
+        }
       }),
     );
   } else {
@@ -88,8 +92,9 @@ async function main(): Promise<void> {
     }
     await Promise.all(inFlight);
   }
+  // The measured window ends at its deadline, or earlier when stopAfter was reached.
+  const seconds = Math.max(0.001, (Math.min(performance.now(), stopAt) - measureFrom) / 1000);
   await nc.drain();
-  const seconds = options.durationMs / 1000;
   const report: LoadReport = {
     ...counts,
     seconds,
