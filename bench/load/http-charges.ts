@@ -3,7 +3,7 @@
  * request. Prints one JSON LoadReport line (charged: credits of the 201 answers).
  */
 import autocannon from 'autocannon';
-import type { LoadReport } from '../support/stats';
+import { type LoadReport, runMain } from '../support/stats';
 
 interface Options {
   url: string;
@@ -64,7 +64,4 @@ async function main(): Promise<void> {
   process.stdout.write(`${JSON.stringify(report)}\n`);
 }
 
-void main().catch((error: unknown) => {
-  process.stderr.write(`${error instanceof Error ? error.stack : String(error)}\n`);
-  process.exit(1);
-});
+runMain(main);

@@ -5,7 +5,7 @@
  * Prints one JSON LoadReport line at the end.
  */
 import { connect } from '@nats-io/transport-node';
-import { Latencies, type LoadReport } from '../support/stats';
+import { Latencies, printReport, runMain } from '../support/stats';
 
 interface Options {
   natsUrl: string;
@@ -95,17 +95,7 @@ async function main(): Promise<void> {
   // The measured window ends at its deadline, or earlier when stopAfter was reached.
   const seconds = Math.max(0.001, (Math.min(performance.now(), stopAt) - measureFrom) / 1000);
   await nc.drain();
-  const report: LoadReport = {
-    ...counts,
-    seconds,
-    throughput: counts.ok / seconds,
-    ...latencies.summary(),
-    charged,
-  };
-  process.stdout.write(`${JSON.stringify(report)}\n`);
+  printReport(counts, seconds, latencies, charged);
 }
 
-void main().catch((error: unknown) => {
-  process.stderr.write(`${error instanceof Error ? error.stack : String(error)}\n`);
-  process.exit(1);
-});
+runMain(main);

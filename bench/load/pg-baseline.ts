@@ -5,7 +5,7 @@
  * the NATS load process.
  */
 import { Client } from 'pg';
-import { Latencies, type LoadReport } from '../support/stats';
+import { Latencies, printReport, runMain } from '../support/stats';
 
 interface Options {
   databaseUrl: string;
@@ -62,17 +62,7 @@ async function main(): Promise<void> {
   );
   await Promise.all(clients.map((client) => client.end()));
   const seconds = options.durationMs / 1000;
-  const report: LoadReport = {
-    ...counts,
-    seconds,
-    throughput: counts.ok / seconds,
-    ...latencies.summary(),
-    charged,
-  };
-  process.stdout.write(`${JSON.stringify(report)}\n`);
+  printReport(counts, seconds, latencies, charged);
 }
 
-void main().catch((error: unknown) => {
-  process.stderr.write(`${error instanceof Error ? error.stack : String(error)}\n`);
-  process.exit(1);
-});
+runMain(main);

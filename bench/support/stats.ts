@@ -38,3 +38,30 @@ export interface LoadReport {
   /** Credits charged by acknowledged requests, over the whole run (warm-up included). */
   charged: number;
 }
+
+export type Outcomes = Pick<LoadReport, 'completed' | 'ok' | 'rejected' | 'failed'>;
+
+/** Prints a load process's report (its last line) for the bench to read. */
+export function printReport(
+  counts: Outcomes,
+  seconds: number,
+  latencies: Latencies,
+  charged: number,
+) {
+  const report: LoadReport = {
+    ...counts,
+    seconds,
+    throughput: counts.ok / seconds,
+    ...latencies.summary(),
+    charged,
+  };
+  process.stdout.write(`${JSON.stringify(report)}\n`);
+}
+
+/** A load process's entry point: a failure is printed and the exit code says so. */
+export function runMain(main: () => Promise<void>): void {
+  main().catch((error: unknown) => {
+    process.stderr.write(`${error instanceof Error ? error.stack : String(error)}\n`);
+    process.exit(1);
+  });
+}

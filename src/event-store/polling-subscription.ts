@@ -1,5 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
+import { reportStoppedSubscription } from './adapter-support';
 import type { EventHandler, RecordedEvent, SubscribeOptions, Subscription } from './event-store';
 
 /** What a store that is read by position gives its catch-up-then-live subscriptions. */
@@ -90,22 +91,7 @@ export class PollingSubscription implements Subscription {
       }
     } catch (error) {
       this.stopped = true;
-      this.report(error);
-    }
-  }
-
-  private report(error: unknown): void {
-    if (this.options.onError === undefined) {
-      // Never lose the failure silently: the subscription has stopped.
-      process.emitWarning(
-        `event store subscription stopped: ${error instanceof Error ? error.message : String(error)}`,
-      );
-      return;
-    }
-    try {
-      this.options.onError(error);
-    } catch {
-      // The subscription has already stopped; an error reporter that throws has nowhere to go.
+      reportStoppedSubscription(this.options, error);
     }
   }
 }

@@ -35,6 +35,7 @@ import {
   type Subscription,
   WrongExpectedRevisionError,
 } from '../event-store';
+import { checkedMaxCount, reportStoppedSubscription } from '../adapter-support';
 
 /**
  * EventStoreDB positions are two unsigned 64-bit numbers; the port's position is one bigint.
@@ -258,10 +259,7 @@ export class EventStoreDbEventStore implements EventStore, SnapshotStore {
     after: bigint,
     maxCount: number | undefined,
   ): Promise<RecordedEvent[]> {
-    if (maxCount !== undefined && (!Number.isSafeInteger(maxCount) || maxCount < 0)) {
-      throw new RangeError(`maxCount must be a non-negative integer, got ${maxCount}`);
-    }
-    const wanted = maxCount ?? Number.POSITIVE_INFINITY;
+    const wanted = checkedMaxCount(maxCount) ?? Number.POSITIVE_INFINITY;
     const events: RecordedEvent[] = [];
     let from: Position | typeof START = after === 0n ? START : toServerPosition(after);
     // Everything up to here was read already (each page repeats the event it starts from).
@@ -379,7 +377,7 @@ class EventStoreDbSubscription implements Subscription {
             await this.inside(() => this.handler(event));
           } catch (error) {
             this.stopped = true;
-            this.report(error);
+            reportStoppedSubscription(this.options, error);
             return;
           }
           last = event.position;
@@ -398,20 +396,6 @@ class EventStoreDbSubscription implements Subscription {
 
   private async inside(run: () => unknown): Promise<void> {
     await EventStoreDbSubscription.current.run(this, run);
-  }
-
-  private report(error: unknown): void {
-    if (this.options.onError === undefined) {
-      process.emitWarning(
-        `event store subscription stopped: ${error instanceof Error ? error.message : String(error)}`,
-      );
-      return;
-    }
-    try {
-      this.options.onError(error);
-    } catch {
-      // The subscription has already stopped.
-    }
   }
 }
 

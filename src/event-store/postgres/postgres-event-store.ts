@@ -17,6 +17,7 @@ import {
   type Subscription,
   WrongExpectedRevisionError,
 } from '../event-store';
+import { checkedMaxCount } from '../adapter-support';
 import { AppendSignal, PollingSubscription, type PollingSource } from '../polling-subscription';
 
 export interface PostgresEventStoreOptions {
@@ -469,9 +470,5 @@ function toRecordedEvent(row: EventRow): RecordedEvent {
 }
 
 function toLimit(maxCount: number | undefined): number | null {
-  if (maxCount === undefined) return null;
-  if (!Number.isSafeInteger(maxCount) || maxCount < 0) {
-    throw new RangeError(`maxCount must be a non-negative integer, got ${maxCount}`);
-  }
-  return maxCount;
+  return checkedMaxCount(maxCount) ?? null;
 }

@@ -19,6 +19,7 @@ import {
   type Subscription,
   WrongExpectedRevisionError,
 } from '../event-store';
+import { checkedMaxCount } from '../adapter-support';
 import { AppendSignal, PollingSubscription, type PollingSource } from '../polling-subscription';
 
 export interface SqliteEventStoreOptions {
@@ -454,11 +455,7 @@ function toRecordedEvent(row: EventRow): RecordedEvent {
 }
 
 function toLimit(maxCount: number | undefined): number {
-  if (maxCount === undefined) return NO_LIMIT;
-  if (!Number.isSafeInteger(maxCount) || maxCount < 0) {
-    throw new RangeError(`maxCount must be a non-negative integer, got ${maxCount}`);
-  }
-  return maxCount;
+  return checkedMaxCount(maxCount) ?? NO_LIMIT;
 }
 
 /**
