@@ -21,6 +21,7 @@ import {
   type StoredEvent,
 } from './support/ledger';
 import { TestNatsServer } from './support/nats-server';
+import { random } from './support/random';
 
 const KILLS = 20;
 /** Rounds where the process dies at a crash point instead of a SIGKILL from the test. */
@@ -42,17 +43,6 @@ interface Operation {
   outcome: 'unknown' | 'acknowledged' | 'refused';
   /** The round of the latest attempt. */
   lastRound?: number;
-}
-
-function random(seed: number) {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /**

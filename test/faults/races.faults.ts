@@ -17,6 +17,7 @@ import {
   type LedgerProcess,
 } from './support/ledger';
 import { TestNatsServer } from './support/nats-server';
+import { random } from './support/random';
 
 const CHARGES = 20_000;
 const ORGANIZATIONS = 40;
@@ -33,18 +34,6 @@ interface Run {
 }
 
 type Reply = 'created' | 'replayed' | 'refused' | `unexpected: ${string}`;
-
-/** A deterministic generator, so a failing run can be repeated exactly. */
-function random(seed: number) {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * 20,000 charges over NATS and HTTP from many connections; one charge in ten is sent two or
