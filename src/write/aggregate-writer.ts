@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { setImmediate } from 'node:timers/promises';
 import { LRUCache } from 'lru-cache';
 import type { Actor } from '../ledger/actor';
 import { unavailable } from '../ledger/errors';
@@ -71,8 +72,8 @@ export interface WriterObserver {
 /** Stream revisions may move under us when another process writes: redo the batch this often. */
 const MAX_ATTEMPTS = 5;
 const READ_PAGE = 1000;
-/** A snapshot of n entries is taken at most every n / 4 events (see AggregateType.snapshots). */
-const SNAPSHOT_SIZE_DIVISOR = 4;
+/** A snapshot of n entries is taken at most every n / 10 events (see AggregateType.snapshots). */
+const SNAPSHOT_SIZE_DIVISOR = 10;
 
 /**
  * The write pipeline of one aggregate type: one queue per aggregate id, group commit.
@@ -83,6 +84,8 @@ const SNAPSHOT_SIZE_DIVISOR = 4;
 export class AggregateWriter<State, Command, Event extends DomainEvent> {
   private readonly queues = new Map<string, Pending<State, Command, Event>[]>();
   private readonly cache: LRUCache<string, Loaded<State>>;
+  /** Streams whose snapshot is being written a slice at a time. */
+  private readonly snapshotting = new Set<string>();
 
   constructor(
     private readonly type: AggregateType<State, Command, Event>,
@@ -276,22 +279,44 @@ export class AggregateWriter<State, Command, Event extends DomainEvent> {
 
   private maybeSnapshot(streamId: string, loaded: Loaded<State>) {
     const snapshots = this.type.snapshots;
-    if (!snapshots || !this.snapshots) return;
+    if (!snapshots || !this.snapshots || this.snapshotting.has(streamId)) return;
     const every = Math.max(
       this.options.snapshotEvery,
       Math.ceil((snapshots.size?.(loaded.state) ?? 0) / SNAPSHOT_SIZE_DIVISOR),
     );
     if (loaded.revision - loaded.snapshotRevision < BigInt(every)) return;
     loaded.snapshotRevision = loaded.revision;
-    this.snapshots
-      .saveSnapshot({
+    const store = this.snapshots;
+    const { revision, position, state } = loaded;
+    const slices = snapshots.serialize(state);
+    let step = slices.next();
+    const save = (text: string) =>
+      store.saveSnapshot({
         streamId,
-        revision: loaded.revision,
-        position: loaded.position,
+        revision,
+        position,
         schemaVersion: snapshots.schemaVersion,
-        state: snapshots.serialize(loaded.state),
-      })
-      .catch((error: unknown) => this.options.onBackgroundError?.(error));
+        state: text,
+      });
+    // A small state is written at once; a large one a slice per turn of the event loop.
+    if (step.done) {
+      save(step.value).catch((error: unknown) => this.options.onBackgroundError?.(error));
+      return;
+    }
+    this.snapshotting.add(streamId);
+    void (async () => {
+      try {
+        while (!step.done) {
+          await setImmediate();
+          step = slices.next();
+        }
+        await save(step.value);
+      } catch (error) {
+        this.options.onBackgroundError?.(error);
+      } finally {
+        this.snapshotting.delete(streamId);
+      }
+    })();
   }
 }
 

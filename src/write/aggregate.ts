@@ -16,11 +16,15 @@ export interface AggregateType<State, Command, Event extends DomainEvent> {
   evolve(state: State, event: Event): State;
   snapshots?: {
     schemaVersion: number;
-    serialize(state: State): string;
+    /**
+     * The snapshot's text, built in slices: the writer pauses where it yields, so a large
+     * state's snapshot does not hold other requests up for its whole length.
+     */
+    serialize(state: State): Generator<void, string, void>;
     deserialize(text: string): State;
     /**
      * Roughly how many entries a snapshot of `state` holds. The writer snapshots no more
-     * often than every `size / 4` events, so snapshotting costs O(1) per event however
+     * often than every `size / 10` events, so snapshotting costs O(1) per event however
      * large the state grows.
      */
     size?(state: State): number;

@@ -14,7 +14,7 @@ import { evolve } from '../ledger/organization/evolve';
 import {
   deserializeOrganization,
   ORGANIZATION_SNAPSHOT_VERSION,
-  serializeOrganization,
+  serializeOrganizationInSlices,
 } from '../ledger/organization/snapshot';
 import { initialOrganizationState, type OrganizationState } from '../ledger/organization/state';
 import type { UserCommand } from '../ledger/user/commands';
@@ -40,7 +40,7 @@ export const organizationAggregate: AggregateType<
   evolve,
   snapshots: {
     schemaVersion: ORGANIZATION_SNAPSHOT_VERSION,
-    serialize: serializeOrganization,
+    serialize: serializeOrganizationInSlices,
     deserialize: deserializeOrganization,
     // Runs kept for idempotency dominate an organization's snapshot.
     size: (state) => state.runs.size + state.grants.size + state.members.size,

@@ -72,7 +72,7 @@ function apply(state: OrganizationState, event: OrganizationEvent, at: number): 
       return rearmLowBalance(
         {
           ...refunded,
-          runs: refunded.runs.set(runId, {
+          runs: refunded.runs.set({
             ...run,
             refundable: subtractAllocations(run.refundable, allocations),
             refunded: run.refunded + amount,
@@ -250,7 +250,7 @@ function recordRun(
   const { allocations, ...rest } = run;
   return {
     ...state,
-    runs: state.runs.set(run.runId, {
+    runs: state.runs.set({
       ...rest,
       refundable: allocations,
       refunded: 0,
@@ -279,7 +279,7 @@ function prune(state: OrganizationState, at: number): OrganizationState {
   );
   return {
     ...state,
-    runs: state.runs.filter((run) => run.chargedAt >= horizon),
+    runs: state.runs.chargedSince(horizon),
     reservations: state.reservations.filter(
       (reservation) => reservation.closedAt === undefined || reservation.closedAt >= horizon,
     ),

@@ -1,5 +1,6 @@
 import { Map as ImmutableMap } from 'immutable';
 import type { Allocation, GrantSource, OrganizationKind, Role } from './events';
+import { RunBook } from './run-book';
 
 /**
  * The write-side state of one organization, folded from its stream by `evolve`.
@@ -84,7 +85,8 @@ export interface OrganizationState {
   /** Grant ids in burn-down order: priority, earliest expiry (none last), oldest. */
   readonly burnDownOrder: readonly string[];
   readonly grantSequence: number;
-  readonly runs: ImmutableMap<string, CharmRun>;
+  /** Runs of the idempotency window, by run id. */
+  readonly runs: RunBook;
   readonly reservations: ImmutableMap<string, Reservation>;
   readonly transfersOut: ImmutableMap<string, TransferOut>;
   /** Keyed by `${fromOrganizationId}/${transferId}`: ids are only unique per sender. */
@@ -107,7 +109,7 @@ export const initialOrganizationState = (): OrganizationState => ({
   grants: ImmutableMap(),
   burnDownOrder: [],
   grantSequence: 0,
-  runs: ImmutableMap(),
+  runs: RunBook.empty(),
   reservations: ImmutableMap(),
   transfersOut: ImmutableMap(),
   transfersIn: ImmutableMap(),

@@ -4,6 +4,7 @@ import { evolve } from '../../../src/ledger/organization/evolve';
 import {
   deserializeOrganization,
   serializeOrganization,
+  serializeOrganizationInSlices,
 } from '../../../src/ledger/organization/snapshot';
 import { at, DAY, T0 } from '../../support/decider';
 import {
@@ -106,5 +107,85 @@ describe('snapshots', () => {
     expect(balanceAt(next.reduce(evolve, restored), T0)).toEqual(
       balanceAt(decide(charge('r9', 3), state, T0).reduce(evolve, state), T0),
     );
+  });
+
+  it('keep thousands of runs compactly, with their refunds and captures, taken in slices', () => {
+    const runs: Event[] = Array.from({ length: 4_500 }, (_, i) =>
+      charged(`r${i}`, [{ grantId: i % 2 === 0 ? 'a' : 'b', amount: 1 }], {
+        charmId: `charm-${i % 7}`,
+        userId: i % 3 === 0 ? 'bob' : 'olga',
+      }),
+    );
+    const events: Event[] = [
+      created(),
+      memberAdded('bob', 'member'),
+      granted('a', 10_000),
+      granted('b', 10_000),
+      ...runs,
+      {
+        type: 'CharmRunRefunded',
+        data: {
+          charmId: 'charm-1',
+          userId: 'olga',
+          chargedAt: at(T0),
+          runId: 'r1',
+          amount: 1,
+          allocations: [{ grantId: 'b', amount: 1 }],
+          refundId: 'back',
+        },
+      },
+      reserved('h1', [{ grantId: 'a', amount: 4 }], at(T0 + DAY)),
+      {
+        type: 'ReservationCaptured',
+        data: {
+          reservationId: 'h1',
+          runId: 'captured',
+          amount: 3,
+          released: 1,
+          allocations: [{ grantId: 'a', amount: 3 }],
+        },
+      },
+    ];
+    const { state } = organization.given(events);
+    const slices = serializeOrganizationInSlices(state);
+    let pauses = 0;
+    let step = slices.next();
+    for (; !step.done; step = slices.next()) pauses += 1;
+    // A pause every 2,000 runs, and between the columns of a large snapshot.
+    expect(pauses).toBeGreaterThanOrEqual(2);
+    expect(step.value).toBe(serializeOrganization(state));
+    // Names are written once each, not once per run.
+    expect(step.value.length).toBeLessThan(4_500 * 60);
+
+    const restored = deserializeOrganization(step.value);
+    expect(restored.runs.size).toBe(state.runs.size);
+    expect(balanceAt(restored, T0)).toEqual(balanceAt(state, T0));
+    for (const runId of ['r0', 'r1', 'r4499', 'captured']) {
+      expect(restored.runs.get(runId)).toEqual(state.runs.get(runId));
+    }
+    const commands = [
+      { type: 'ChargeCharmRun', runId: 'r3', charmId: 'charm-3', userId: 'bob', amount: 1 },
+      { type: 'ChargeCharmRun', runId: 'r3', charmId: 'charm-3', userId: 'olga', amount: 1 },
+      {
+        type: 'ChargeCharmRun',
+        runId: 'captured',
+        charmId: 'long-charm',
+        userId: 'olga',
+        amount: 3,
+      },
+      { type: 'RefundCharmRun', runId: 'r1', refundId: 'back', amount: 1 },
+      { type: 'RefundCharmRun', runId: 'r1', refundId: 'again', amount: 1 },
+      { type: 'RefundCharmRun', runId: 'r2' },
+    ] as const;
+    for (const command of commands) {
+      const attempt = (from: typeof state) => {
+        try {
+          return decide(command, from, T0 + DAY).map(({ type, data }) => ({ type, data }));
+        } catch (error) {
+          return (error as { code: string }).code;
+        }
+      };
+      expect(attempt(restored)).toEqual(attempt(state));
+    }
   });
 });
