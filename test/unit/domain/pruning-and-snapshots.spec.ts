@@ -143,6 +143,9 @@ describe('snapshots', () => {
           amount: 3,
           released: 1,
           allocations: [{ grantId: 'a', amount: 3 }],
+          releasedAllocations: [{ grantId: 'a', amount: 1 }],
+          charmId: 'long-charm',
+          userId: 'olga',
         },
       },
     ];
