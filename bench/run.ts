@@ -457,6 +457,7 @@ const scenarios: Record<string, Scenario> = {
           durationMs: 150_000,
         });
         const rss = peakRssMb(service.child.pid!);
+        const memory = await memoryOf(service);
         const touched = Math.min(count, report.completed);
         rows.push({
           scenario: `${count.toLocaleString('en')} organizations touched (${touched.toLocaleString('en')} charged)`,
@@ -465,7 +466,7 @@ const scenarios: Record<string, Scenario> = {
           p50: report.p50,
           p99: report.p99,
           peakRssMb: rss,
-          measured: `peak RSS ${rss.toFixed(0)} MB`,
+          measured: `peak RSS ${rss.toFixed(0)} MB (at the end: ${memory})`,
           met: rss <= 400 && touched === count,
         });
       } finally {
@@ -506,6 +507,16 @@ async function buildReadModels(dataDir: string, probeOrganization: string): Prom
     await building.stop();
   }
   skipPublishing(dataDir);
+}
+
+/** Where a service's memory is, from its own /metrics: V8 heap used and total, and external. */
+async function memoryOf(service: ServiceProcess): Promise<string> {
+  const text = await (await fetch(`${service.url}/metrics`)).text();
+  const megabytes = (name: string) => {
+    const line = text.split('\n').find((candidate) => candidate.startsWith(`${name} `));
+    return line ? `${(Number(line.split(' ')[1]) / 2 ** 20).toFixed(0)} MB` : '?';
+  };
+  return `heap ${megabytes('nodejs_heap_size_used_bytes')} of ${megabytes('nodejs_heap_size_total_bytes')}, external ${megabytes('nodejs_external_memory_bytes')}`;
 }
 
 /** Resolves once the process has used under 10% of a core for a second (boot work done). */

@@ -58,6 +58,8 @@ export interface WriterOptions {
   /** Called for failures nobody is waiting on (a snapshot that could not be saved). */
   onBackgroundError?: (error: unknown) => void;
   observer?: WriterObserver;
+  /** Time a large snapshot may take per event-loop turn (default 4 ms). */
+  snapshotSliceMs?: number;
   /** Fault injection (crash tests): a batch of several commands is durable, nobody answered. */
   afterGroupAppend?: () => void;
 }
@@ -72,8 +74,9 @@ export interface WriterObserver {
 /** Stream revisions may move under us when another process writes: redo the batch this often. */
 const MAX_ATTEMPTS = 5;
 const READ_PAGE = 1000;
-/** A snapshot of n entries is taken at most every n / 10 events (see AggregateType.snapshots). */
-const SNAPSHOT_SIZE_DIVISOR = 10;
+/** A snapshot of n entries is taken at most every n / 20 events (see AggregateType.snapshots). */
+const SNAPSHOT_SIZE_DIVISOR = 20;
+const SNAPSHOT_SLICE_MS = 4;
 
 /**
  * The write pipeline of one aggregate type: one queue per aggregate id, group commit.
@@ -85,7 +88,7 @@ export class AggregateWriter<State, Command, Event extends DomainEvent> {
   private readonly queues = new Map<string, Pending<State, Command, Event>[]>();
   private readonly cache: LRUCache<string, Loaded<State>>;
   /** Streams whose snapshot is being written a slice at a time. */
-  private readonly snapshotting = new Set<string>();
+  private readonly snapshotting = new Map<string, Promise<void>>();
 
   constructor(
     private readonly type: AggregateType<State, Command, Event>,
@@ -277,6 +280,11 @@ export class AggregateWriter<State, Command, Event extends DomainEvent> {
     return loaded;
   }
 
+  /** Resolves once the snapshots being written now are saved (or failed). */
+  async snapshotsWritten(): Promise<void> {
+    await Promise.all(this.snapshotting.values());
+  }
+
   private maybeSnapshot(streamId: string, loaded: Loaded<State>) {
     const snapshots = this.type.snapshots;
     if (!snapshots || !this.snapshots || this.snapshotting.has(streamId)) return;
@@ -289,26 +297,35 @@ export class AggregateWriter<State, Command, Event extends DomainEvent> {
     const store = this.snapshots;
     const { revision, position, state } = loaded;
     const slices = snapshots.serialize(state);
-    let step = slices.next();
+    const budget = this.options.snapshotSliceMs ?? SNAPSHOT_SLICE_MS;
     const save = (text: string) =>
-      store.saveSnapshot({
-        streamId,
-        revision,
-        position,
-        schemaVersion: snapshots.schemaVersion,
-        state: text,
-      });
-    // A small state is written at once; a large one a slice per turn of the event loop.
-    if (step.done) {
-      save(step.value).catch((error: unknown) => this.options.onBackgroundError?.(error));
+      store
+        .saveSnapshot({
+          streamId,
+          revision,
+          position,
+          schemaVersion: snapshots.schemaVersion,
+          state: text,
+        })
+        .catch((error: unknown) => this.options.onBackgroundError?.(error));
+    let step: IteratorResult<void, string>;
+    try {
+      step = sliceFor(slices, budget);
+    } catch (error) {
+      this.options.onBackgroundError?.(error);
       return;
     }
-    this.snapshotting.add(streamId);
-    void (async () => {
+    // A small state is written at once; a large one a few milliseconds per event-loop turn,
+    // so that requests keep being answered meanwhile.
+    if (step.done) {
+      void save(step.value);
+      return;
+    }
+    const writing = (async () => {
       try {
         while (!step.done) {
           await setImmediate();
-          step = slices.next();
+          step = sliceFor(slices, budget);
         }
         await save(step.value);
       } catch (error) {
@@ -317,7 +334,19 @@ export class AggregateWriter<State, Command, Event extends DomainEvent> {
         this.snapshotting.delete(streamId);
       }
     })();
+    this.snapshotting.set(streamId, writing);
   }
+}
+
+/** Runs a snapshot's slices for `budgetMs`, at least one. */
+function sliceFor(
+  slices: Generator<void, string, void>,
+  budgetMs: number,
+): IteratorResult<void, string> {
+  const until = performance.now() + budgetMs;
+  let step = slices.next();
+  while (!step.done && performance.now() < until) step = slices.next();
+  return step;
 }
 
 function toNewEvent(event: DomainEvent, context: CommandContext): NewEvent {

@@ -1,4 +1,4 @@
-import { Inject, Injectable, Logger } from '@nestjs/common';
+import { Inject, Injectable, Logger, type BeforeApplicationShutdown } from '@nestjs/common';
 import { LEDGER_CONFIG, type LedgerConfig } from '../config/config';
 import {
   EVENT_STORE,
@@ -57,11 +57,10 @@ export const userAggregate: AggregateType<UserState, UserCommand, UserEvent> = {
 
 /** The write side of organizations: one queue per organization, group commit. */
 @Injectable()
-export class OrganizationWriter extends AggregateWriter<
-  OrganizationState,
-  OrganizationCommand,
-  OrganizationEvent
-> {
+export class OrganizationWriter
+  extends AggregateWriter<OrganizationState, OrganizationCommand, OrganizationEvent>
+  implements BeforeApplicationShutdown
+{
   constructor(
     @Inject(EVENT_STORE) store: EventStore,
     @Inject(SNAPSHOT_STORE) snapshots: SnapshotStore,
@@ -78,6 +77,11 @@ export class OrganizationWriter extends AggregateWriter<
       observer: observe(metrics, 'organization'),
       afterGroupAppend: () => crashPoints.reach('group-commit:after-append'),
     });
+  }
+
+  /** A snapshot half written when asked to stop is finished before the store closes. */
+  async beforeApplicationShutdown() {
+    await this.snapshotsWritten();
   }
 }
 

@@ -6,8 +6,8 @@ import type { CharmRun, OrganizationState } from './state';
 /** Bump when the state's shape changes: older snapshots are then ignored and rebuilt. */
 export const ORGANIZATION_SNAPSHOT_VERSION = 2;
 
-/** Runs written between two pauses of a snapshot taken in slices. */
-const RUNS_PER_SLICE = 2_000;
+/** Runs encoded between two places where a snapshot taken in slices may pause. */
+const RUNS_PER_SLICE = 500;
 
 const NO_REFUNDS = ImmutableMap<string, number>();
 
@@ -23,10 +23,12 @@ interface RunColumns {
   charms: number[];
   users: number[];
   amounts: number[];
+  /** Milliseconds after `chargedFrom` (small numbers are quicker to write and read). */
+  chargedFrom: number;
   chargedAt: number[];
   availableAfter: number[];
-  /** Per run, what can still be refunded: name, amount, name, amount... */
-  refundable: number[][];
+  /** Run after run, what can still be refunded: a count, then name, amount, name, amount... */
+  refundable: number[];
   /** [index, refunded, [[refundId, amount]...], reservationId or null] */
   rare: [number, number, [string, number][], string | null][];
 }
@@ -58,12 +60,14 @@ export function* serializeOrganizationInSlices(
     }
     return index;
   };
+  const chargedFrom = state.createdAt;
   const runs: RunColumns = {
     names,
     ids: [],
     charms: [],
     users: [],
     amounts: [],
+    chargedFrom,
     chargedAt: [],
     availableAfter: [],
     refundable: [],
@@ -75,9 +79,10 @@ export function* serializeOrganizationInSlices(
     runs.charms.push(name(run.charmId));
     runs.users.push(name(run.userId));
     runs.amounts.push(run.amount);
-    runs.chargedAt.push(run.chargedAt);
+    runs.chargedAt.push(run.chargedAt - chargedFrom);
     runs.availableAfter.push(run.availableAfter);
-    runs.refundable.push(run.refundable.flatMap(({ grantId, amount }) => [name(grantId), amount]));
+    runs.refundable.push(run.refundable.length);
+    for (const { grantId, amount } of run.refundable) runs.refundable.push(name(grantId), amount);
     if (run.refunded !== 0 || run.refunds.size > 0 || run.reservationId !== undefined) {
       runs.rare.push([index, run.refunded, [...run.refunds], run.reservationId ?? null]);
     }
@@ -95,10 +100,9 @@ export function* serializeOrganizationInSlices(
   });
   // The columns one at a time, pausing between the large ones.
   let text = `${rest.slice(0, -1)},"runs":{`;
-  const columns = Object.entries(runs);
-  for (const [i, [column, values]] of columns.entries()) {
+  for (const [i, [column, values]] of Object.entries(runs).entries()) {
     text += `${i === 0 ? '' : ','}"${column}":${JSON.stringify(values)}`;
-    if (index > RUNS_PER_SLICE) yield;
+    yield;
   }
   return `${text}}}`;
 }
@@ -117,20 +121,21 @@ export function deserializeOrganization(text: string): OrganizationState {
 }
 
 function* runsFrom(columns: RunColumns): Generator<CharmRun> {
-  const { names, rare } = columns;
+  const { names, rare, refundable: flat, chargedFrom } = columns;
   let nextRare = 0;
+  let at = 0;
   for (let i = 0; i < columns.ids.length; i++) {
-    const flat = columns.refundable[i];
     const refundable: Allocation[] = [];
-    for (let j = 0; j < flat.length; j += 2) {
-      refundable.push({ grantId: names[flat[j]], amount: flat[j + 1] });
+    for (let left = flat[at++]; left > 0; left--) {
+      refundable.push({ grantId: names[flat[at]], amount: flat[at + 1] });
+      at += 2;
     }
     const run: CharmRun = {
       runId: columns.ids[i],
       charmId: names[columns.charms[i]],
       userId: names[columns.users[i]],
       amount: columns.amounts[i],
-      chargedAt: columns.chargedAt[i],
+      chargedAt: chargedFrom + columns.chargedAt[i],
       refundable,
       refunded: 0,
       // Most runs were never refunded: they share one empty map.
