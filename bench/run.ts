@@ -319,7 +319,7 @@ const scenarios: Record<string, Scenario> = {
 
   async latency(timing, rows) {
     const orgs = ['hot'];
-    const rate = Math.max(100, Math.round((hotRate ?? 10_000) / 2));
+    const rate = Math.max(100, Math.round((hotRate ?? latencyRate * 2) / 2));
     const measured = await withService({}, async (service) => {
       await prepareOrganizations(service, orgs);
       return natsScenario(service, orgs, timing, { ratePerSecond: rate });
@@ -602,6 +602,8 @@ let profiling = false;
 
 /** The hot scenario's rate, for the latency scenario that runs at half of it. */
 let hotRate: number | undefined;
+/** The latency scenario's rate when the hot scenario did not run first (`--latency-rate`). */
+let latencyRate = 1500;
 
 async function main(): Promise<void> {
   const program = new Command()
@@ -609,13 +611,16 @@ async function main(): Promise<void> {
     .option('--seconds <n>', 'measured seconds per load', '10')
     .option('--warmup <n>', 'warm-up seconds per load', '3')
     .option('--profile', 'profile the service (node --cpu-prof) and print its top functions')
+    .option('--latency-rate <n>', 'charges/s of the latency scenario without the hot one', '1500')
     .parse();
   const options = program.opts<{
     only?: string;
     seconds: string;
     warmup: string;
     profile?: boolean;
+    latencyRate: string;
   }>();
+  latencyRate = Number(options.latencyRate);
   profiling = options.profile === true;
   const stopNats = NATS_URL === '' ? await startNatsServer() : async () => undefined;
   const names = options.only ? options.only.split(',') : Object.keys(scenarios);

@@ -13,7 +13,9 @@ import { SqliteEventStore } from './sqlite/sqlite-event-store';
 export async function openEventStore(config: LedgerConfig): Promise<EventStore & SnapshotStore> {
   switch (config.eventStore) {
     case 'sqlite':
-      return new SqliteEventStore(join(config.dataDir, 'events.sqlite'));
+      return new SqliteEventStore(join(config.dataDir, 'events.sqlite'), {
+        walCheckpoints: 'background',
+      });
     case 'postgres':
       // loadConfig refuses postgres without DATABASE_URL.
       return PostgresEventStore.open(config.databaseUrl!);

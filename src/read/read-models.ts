@@ -11,7 +11,9 @@ import { HealthChecks } from '../api/http/health.controller';
 import { EVENT_STORE, type EventStore } from '../event-store/event-store';
 import { unavailable } from '../ledger/errors';
 import { CrashPoints } from '../write/crash-points';
+import { WalCheckpointer } from '../event-store/sqlite/wal-checkpointer';
 import { ProjectionRunner } from './projection-runner';
+import { dialectOf } from './read-model-database';
 
 export const READ_MODEL_DATABASE = Symbol('READ_MODEL_DATABASE');
 
@@ -23,6 +25,7 @@ export const READ_YOUR_WRITES_TIMEOUT_MS = 5000;
 export class ReadModels implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new Logger(ReadModels.name);
   readonly runner: ProjectionRunner;
+  private checkpointer?: WalCheckpointer;
 
   constructor(
     @Inject(READ_MODEL_DATABASE) readonly database: DataSource,
@@ -41,11 +44,17 @@ export class ReadModels implements OnApplicationBootstrap, OnApplicationShutdown
   }
 
   async onApplicationBootstrap() {
+    if (dialectOf(this.database) === 'sqlite') {
+      // As for the events: the log is copied back from a thread of its own, not mid-batch.
+      await this.database.query('PRAGMA wal_autocheckpoint = 0');
+      this.checkpointer = new WalCheckpointer([String(this.database.options.database)]);
+    }
     await this.runner.start();
   }
 
   async onApplicationShutdown() {
     await this.runner.stop();
+    await this.checkpointer?.stop();
     if (this.database.isInitialized) await this.database.destroy();
   }
 

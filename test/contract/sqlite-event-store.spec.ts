@@ -75,6 +75,32 @@ describe('SqliteEventStore', () => {
     expect(readFileSync(file).equals(damaged)).toBe(true);
   });
 
+  it('with background checkpoints, copies the log into the file from its own thread', async () => {
+    const file = newFile();
+    const store = open(file, { walCheckpoints: 'background' });
+    const sizeOf = (path: string) => {
+      try {
+        return statSync(path).size;
+      } catch {
+        return 0;
+      }
+    };
+    const before = sizeOf(file);
+    // Well under the 1,000 pages at which SQLite would copy it back inside a commit.
+    for (let i = 0; i < 20; i++) {
+      await store.appendToStream(`organization-${i}`, newEvents(50), 'no_stream');
+    }
+    expect(sizeOf(`${file}-wal`)).toBeGreaterThan(0);
+    // The file itself grows only when a checkpoint copies the pages in.
+    await waitFor(() => sizeOf(file) > before + 100_000, 'a background checkpoint', 5_000);
+    const reopened = new Database(file, { readonly: true });
+    try {
+      expect(reopened.prepare('SELECT count(*) FROM events').pluck().get()).toBe(1_000);
+    } finally {
+      reopened.close();
+    }
+  });
+
   it('keeps every event across close and reopen', async () => {
     const file = newFile();
     const first = open(file);

@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
+import { WalCheckpointer } from './wal-checkpointer';
 import {
   type AppendResult,
   DuplicateEventIdError,
@@ -34,6 +35,11 @@ export interface SqliteEventStoreOptions {
    * bench datasets: appends are not durable, a crash can lose them.
    */
   synchronous?: 'full' | 'off';
+  /**
+   * `background`: the log is copied back into the file by a thread of its own (the service);
+   * `inline` (the default): by SQLite, inside the commit that fills it.
+   */
+  walCheckpoints?: 'inline' | 'background';
 }
 
 interface QueuedAppend {
@@ -99,6 +105,7 @@ const DEFAULTS: Required<SqliteEventStoreOptions> = {
   pollIntervalMs: 500,
   busyTimeoutMs: 5000,
   synchronous: 'full',
+  walCheckpoints: 'inline',
 };
 
 /**
@@ -124,6 +131,7 @@ export class SqliteEventStore implements EventStore, SnapshotStore, PollingSourc
     expected: ExpectedRevision,
   ) => AppendResult;
   private queuedAppends: QueuedAppend[] = [];
+  private checkpointer?: WalCheckpointer;
 
   /** `filename` is a path (its folder is created if missing) or ':memory:'. */
   constructor(
@@ -141,6 +149,10 @@ export class SqliteEventStore implements EventStore, SnapshotStore, PollingSourc
       this.db.pragma(`synchronous = ${this.options.synchronous === 'off' ? 'OFF' : 'FULL'}`);
       this.db.pragma('foreign_keys = ON');
       this.db.pragma(`busy_timeout = ${Math.trunc(this.options.busyTimeoutMs)}`);
+      if (this.options.walCheckpoints === 'background' && this.filename !== ':memory:') {
+        this.db.pragma('wal_autocheckpoint = 0');
+        this.checkpointer = new WalCheckpointer([this.filename]);
+      }
       // Integers come back as bigint everywhere, so a position never passes through a number.
       this.db.defaultSafeIntegers(true);
       this.migrate();
@@ -292,6 +304,7 @@ export class SqliteEventStore implements EventStore, SnapshotStore, PollingSourc
     this.closing ??= (async () => {
       this.commitQueuedAppends();
       await Promise.all([...this.subscriptions].map((subscription) => subscription.stop()));
+      await this.checkpointer?.stop();
       this.db.close();
     })();
     return this.closing;
