@@ -4,7 +4,7 @@ import { RunBook } from './run-book';
 import type { CharmRun, OrganizationState } from './state';
 
 /** Bump when the state's shape changes: older snapshots are then ignored and rebuilt. */
-export const ORGANIZATION_SNAPSHOT_VERSION = 2;
+export const ORGANIZATION_SNAPSHOT_VERSION = 3;
 
 /** Runs encoded between two places where a snapshot taken in slices may pause. */
 const RUNS_PER_SLICE = 500;
@@ -12,25 +12,41 @@ const RUNS_PER_SLICE = 500;
 const NO_REFUNDS = ImmutableMap<string, number>();
 
 /**
- * The runs of a snapshot, column by column: a week of runs is most of a busy organization's
- * snapshot, and arrays of numbers and repeated names parse several times faster than as many
- * objects. Names (charms, users, grants) are numbers into `names`. Refunds and reservations
- * are rare, so they are listed apart, by the run's index.
+ * A run in a snapshot, as a row: runId, charmId, userId, amount, chargedAt, availableAfter,
+ * what can still be refunded (grantId, amount, grantId, amount...), then only if the run
+ * was refunded or captured from a reservation: refunded, [[refundId, amount]...],
+ * reservationId or null.
  */
-interface RunColumns {
-  names: string[];
-  ids: string[];
-  charms: number[];
-  users: number[];
-  amounts: number[];
-  /** Milliseconds after `chargedFrom` (small numbers are quicker to write and read). */
-  chargedFrom: number;
-  chargedAt: number[];
-  availableAfter: number[];
-  /** Run after run, what can still be refunded: a count, then name, amount, name, amount... */
-  refundable: number[];
-  /** [index, refunded, [[refundId, amount]...], reservationId or null] */
-  rare: [number, number, [string, number][], string | null][];
+type RunRow = [string, string, string, number, number, number, (string | number)[], ...unknown[]];
+
+/**
+ * Runs never change once recorded (a refund records a new one), so each is encoded once and
+ * its text reused by every later snapshot: a week of runs is most of a busy organization's
+ * snapshot, and re-encoding all of them each time made snapshots the larger part of a charge.
+ */
+const encodedRuns = new WeakMap<CharmRun, string>();
+
+function encodedRun(run: CharmRun): string {
+  let text = encodedRuns.get(run);
+  if (text === undefined) {
+    const refundable: (string | number)[] = [];
+    for (const { grantId, amount } of run.refundable) refundable.push(grantId, amount);
+    const row: RunRow = [
+      run.runId,
+      run.charmId,
+      run.userId,
+      run.amount,
+      run.chargedAt,
+      run.availableAfter,
+      refundable,
+    ];
+    if (run.refunded !== 0 || run.refunds.size > 0 || run.reservationId !== undefined) {
+      row.push(run.refunded, [...run.refunds], run.reservationId ?? null);
+    }
+    text = JSON.stringify(row);
+    encodedRuns.set(run, text);
+  }
+  return text;
 }
 
 /** A snapshot as one string, at once (tests and tools). */
@@ -50,44 +66,9 @@ export function serializeOrganization(state: OrganizationState): string {
 export function* serializeOrganizationInSlices(
   state: OrganizationState,
 ): Generator<void, string, void> {
-  const names: string[] = [];
-  const numbers = new Map<string, number>();
-  const name = (text: string) => {
-    let index = numbers.get(text);
-    if (index === undefined) {
-      index = names.push(text) - 1;
-      numbers.set(text, index);
-    }
-    return index;
-  };
-  const chargedFrom = state.createdAt;
-  const runs: RunColumns = {
-    names,
-    ids: [],
-    charms: [],
-    users: [],
-    amounts: [],
-    chargedFrom,
-    chargedAt: [],
-    availableAfter: [],
-    refundable: [],
-    rare: [],
-  };
-  let index = 0;
+  const runs: string[] = [];
   for (const run of state.runs.values()) {
-    runs.ids.push(run.runId);
-    runs.charms.push(name(run.charmId));
-    runs.users.push(name(run.userId));
-    runs.amounts.push(run.amount);
-    runs.chargedAt.push(run.chargedAt - chargedFrom);
-    runs.availableAfter.push(run.availableAfter);
-    runs.refundable.push(run.refundable.length);
-    for (const { grantId, amount } of run.refundable) runs.refundable.push(name(grantId), amount);
-    if (run.refunded !== 0 || run.refunds.size > 0 || run.reservationId !== undefined) {
-      runs.rare.push([index, run.refunded, [...run.refunds], run.reservationId ?? null]);
-    }
-    index += 1;
-    if (index % RUNS_PER_SLICE === 0) yield;
+    if (runs.push(encodedRun(run)) % RUNS_PER_SLICE === 0) yield;
   }
   const rest = JSON.stringify({
     ...state,
@@ -98,13 +79,7 @@ export function* serializeOrganizationInSlices(
     transfersOut: [...state.transfersOut],
     transfersIn: [...state.transfersIn],
   });
-  // The columns one at a time, pausing between the large ones.
-  let text = `${rest.slice(0, -1)},"runs":{`;
-  for (const [i, [column, values]] of Object.entries(runs).entries()) {
-    text += `${i === 0 ? '' : ','}"${column}":${JSON.stringify(values)}`;
-    yield;
-  }
-  return `${text}}}`;
+  return `${rest.slice(0, -1)},"runs":[${runs.join(',')}]}`;
 }
 
 export function deserializeOrganization(text: string): OrganizationState {
@@ -113,45 +88,41 @@ export function deserializeOrganization(text: string): OrganizationState {
     ...raw,
     members: ImmutableMap(raw.members),
     grants: ImmutableMap(raw.grants),
-    runs: RunBook.of(runsFrom(raw.runs as RunColumns)),
+    runs: RunBook.of(runsFrom(raw.runs as RunRow[])),
     reservations: ImmutableMap(raw.reservations),
     transfersOut: ImmutableMap(raw.transfersOut),
     transfersIn: ImmutableMap(raw.transfersIn),
   };
 }
 
-function* runsFrom(columns: RunColumns): Generator<CharmRun> {
-  const { names, rare, refundable: flat, chargedFrom } = columns;
-  let nextRare = 0;
-  let at = 0;
-  for (let i = 0; i < columns.ids.length; i++) {
+function* runsFrom(rows: RunRow[]): Generator<CharmRun> {
+  for (const [runId, charmId, userId, amount, chargedAt, availableAfter, flat, ...rare] of rows) {
     const refundable: Allocation[] = [];
-    for (let left = flat[at++]; left > 0; left--) {
-      refundable.push({ grantId: names[flat[at]], amount: flat[at + 1] });
-      at += 2;
+    for (let i = 0; i < flat.length; i += 2) {
+      refundable.push({ grantId: flat[i] as string, amount: flat[i + 1] as number });
     }
     const run: CharmRun = {
-      runId: columns.ids[i],
-      charmId: names[columns.charms[i]],
-      userId: names[columns.users[i]],
-      amount: columns.amounts[i],
-      chargedAt: chargedFrom + columns.chargedAt[i],
+      runId,
+      charmId,
+      userId,
+      amount,
+      chargedAt,
       refundable,
       refunded: 0,
       // Most runs were never refunded: they share one empty map.
       refunds: NO_REFUNDS,
-      availableAfter: columns.availableAfter[i],
+      availableAfter,
     };
-    if (nextRare < rare.length && rare[nextRare][0] === i) {
-      const [, refunded, refunds, reservationId] = rare[nextRare++];
-      yield {
-        ...run,
-        refunded,
-        refunds: refunds.length === 0 ? NO_REFUNDS : ImmutableMap(refunds),
-        ...(reservationId === null ? {} : { reservationId }),
-      };
-    } else {
+    if (rare.length === 0) {
       yield run;
+      continue;
     }
+    const [refunded, refunds, reservationId] = rare as [number, [string, number][], string | null];
+    yield {
+      ...run,
+      refunded,
+      refunds: refunds.length === 0 ? NO_REFUNDS : ImmutableMap(refunds),
+      ...(reservationId === null ? {} : { reservationId }),
+    };
   }
 }

@@ -157,7 +157,7 @@ describe('snapshots', () => {
     // A pause every 2,000 runs, and between the columns of a large snapshot.
     expect(pauses).toBeGreaterThanOrEqual(2);
     expect(step.value).toBe(serializeOrganization(state));
-    // Names are written once each, not once per run.
+    // A row per run, without field names.
     expect(step.value.length).toBeLessThan(4_500 * 60);
 
     const restored = deserializeOrganization(step.value);
@@ -190,5 +190,33 @@ describe('snapshots', () => {
       };
       expect(attempt(restored)).toEqual(attempt(state));
     }
+  });
+
+  it('encode a run again once a refund changed it, though earlier snapshots encoded it', () => {
+    const { state } = organization.given([
+      created(),
+      granted('a', 100),
+      charged('r1', [{ grantId: 'a', amount: 10 }]),
+    ]);
+    expect(deserializeOrganization(serializeOrganization(state)).runs.get('r1')?.refunded).toBe(0);
+    const refunded = evolve(state, {
+      type: 'CharmRunRefunded',
+      data: {
+        charmId: 'summarize',
+        userId: 'olga',
+        chargedAt: at(T0),
+        runId: 'r1',
+        amount: 4,
+        allocations: [{ grantId: 'a', amount: 4 }],
+        refundId: 'once',
+      },
+      occurredAt: at(T0),
+    });
+    const restored = deserializeOrganization(serializeOrganization(refunded));
+    expect(restored.runs.get('r1')).toMatchObject({
+      refunded: 4,
+      refundable: [{ grantId: 'a', amount: 6 }],
+    });
+    expect(restored.runs.get('r1')?.refunds.get('once')).toBe(4);
   });
 });
