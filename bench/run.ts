@@ -128,7 +128,7 @@ async function withService<T>(
   const dataDir = mkdtempSync(join(tmpdir(), 'ledger-bench-'));
   const profileDir = join(dataDir, 'profile');
   const service = await startService(
-    { LEDGER_DATA_DIR: dataDir, LEDGER_NATS_REQUESTS: 'on', NATS_URL, LOG_LEVEL: 'warn', ...env },
+    { ...serviceEnv(), LEDGER_DATA_DIR: dataDir, LEDGER_NATS_REQUESTS: 'on', NATS_URL, ...env },
     { nodeArgs: profiling ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [] },
   );
   try {
@@ -373,7 +373,7 @@ const scenarios: Record<string, Scenario> = {
         LEDGER_DATA_DIR: dataDir,
         LEDGER_NATS_REQUESTS: 'on',
         NATS_URL,
-        LOG_LEVEL: 'warn',
+        ...serviceEnv(),
       });
       const nc = await connect({ servers: NATS_URL });
       try {
@@ -444,7 +444,7 @@ const scenarios: Record<string, Scenario> = {
         LEDGER_DATA_DIR: dataDir,
         LEDGER_NATS_REQUESTS: 'on',
         NATS_URL,
-        LOG_LEVEL: 'warn',
+        ...serviceEnv(),
       });
       try {
         // The ids are generated in the load process: 100,000 of them do not fit in argv.
@@ -533,9 +533,10 @@ async function memoryOf(service: ServiceProcess): Promise<string> {
 async function stallsOf(service: ServiceProcess): Promise<string> {
   const metric = await metricsOf(service);
   const ms = (seconds: number) => `${(seconds * 1000).toFixed(1)} ms`;
+  // A kind that never ran has no line.
   const gc = (kind: string) =>
-    `${metric(`nodejs_gc_duration_seconds_count{kind="${kind}"}`)} ${kind} GCs, ${ms(metric(`nodejs_gc_duration_seconds_sum{kind="${kind}"}`))}`;
-  return `event-loop delay p99 ${ms(metric('nodejs_eventloop_lag_p99_seconds'))}, max ${ms(metric('nodejs_eventloop_lag_max_seconds'))}; ${gc('major')}; ${gc('minor')}`;
+    `${metric(`nodejs_gc_duration_seconds_count{kind="${kind}"}`) || 0} ${kind} GCs, ${ms(metric(`nodejs_gc_duration_seconds_sum{kind="${kind}"}`) || 0)}`;
+  return `event-loop delay p99 ${ms(metric('nodejs_eventloop_lag_p99_seconds'))}, max ${ms(metric('nodejs_eventloop_lag_max_seconds'))}; ${gc('major')}; ${gc('incremental')}; ${gc('minor')}`;
 }
 
 /** Resolves once the process has used under 10% of a core for a second (boot work done). */
@@ -621,6 +622,14 @@ let profiling = false;
 
 /** The hot scenario's rate, for the latency scenario that runs at half of it. */
 let hotRate: number | undefined;
+/** `--node-options`: flags for the measured services' Node.js (NODE_OPTIONS). */
+let nodeOptions = '';
+
+/** What every measured service is started with, besides its data and NATS. */
+function serviceEnv(): Record<string, string> {
+  return { LOG_LEVEL: 'warn', ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}) };
+}
+
 /** The latency scenario's rate when the hot scenario did not run first (`--latency-rate`). */
 let latencyRate = 1500;
 
@@ -631,6 +640,7 @@ async function main(): Promise<void> {
     .option('--warmup <n>', 'warm-up seconds per load', '3')
     .option('--profile', 'profile the service (node --cpu-prof) and print its top functions')
     .option('--latency-rate <n>', 'charges/s of the latency scenario without the hot one', '1500')
+    .option('--node-options <flags>', 'NODE_OPTIONS for the measured services (V8 flags, say)')
     .parse();
   const options = program.opts<{
     only?: string;
@@ -638,8 +648,10 @@ async function main(): Promise<void> {
     warmup: string;
     profile?: boolean;
     latencyRate: string;
+    nodeOptions?: string;
   }>();
   latencyRate = Number(options.latencyRate);
+  nodeOptions = options.nodeOptions ?? '';
   profiling = options.profile === true;
   const stopNats = NATS_URL === '' ? await startNatsServer() : async () => undefined;
   const names = options.only ? options.only.split(',') : Object.keys(scenarios);

@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { setImmediate } from 'node:timers/promises';
 import type { DataSource, EntityManager } from 'typeorm';
 import type { Projection } from '../../projections';
 import type { EventStore, RecordedEvent } from '../event-store/event-store';
@@ -41,7 +42,8 @@ export class ProjectionRunner {
     private readonly projections: readonly Projection[],
     private readonly options: RunnerOptions = {},
   ) {
-    this.pageSize = options.pageSize ?? 500;
+    // Small enough that a page never holds requests up for long.
+    this.pageSize = options.pageSize ?? 250;
     this.idleMs = options.idleMs ?? 25;
     this.progress.setMaxListeners(0);
   }
@@ -121,6 +123,9 @@ export class ProjectionRunner {
       try {
         const handled = await this.handleNextPage();
         if (handled === 0) await this.idle();
+        // A page's queries resolve without I/O (SQLite): let requests in between pages, or a
+        // backlog would hold the event loop until it is worked off.
+        else await setImmediate();
       } catch (error) {
         this.options.onError?.(error);
         await this.idle(this.options.retryMs ?? 1000);
