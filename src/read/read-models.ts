@@ -25,7 +25,7 @@ export const READ_YOUR_WRITES_TIMEOUT_MS = 5000;
 export class ReadModels implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new Logger(ReadModels.name);
   readonly runner: ProjectionRunner;
-  private checkpointer?: WalCheckpointer;
+  private stopCheckpoints?: () => Promise<void>;
 
   constructor(
     @Inject(READ_MODEL_DATABASE) readonly database: DataSource,
@@ -47,14 +47,14 @@ export class ReadModels implements OnApplicationBootstrap, OnApplicationShutdown
     if (dialectOf(this.database) === 'sqlite') {
       // As for the events: the log is copied back from a thread of its own, not mid-batch.
       await this.database.query('PRAGMA wal_autocheckpoint = 0');
-      this.checkpointer = new WalCheckpointer([String(this.database.options.database)]);
+      this.stopCheckpoints = WalCheckpointer.register(String(this.database.options.database));
     }
     await this.runner.start();
   }
 
   async onApplicationShutdown() {
     await this.runner.stop();
-    await this.checkpointer?.stop();
+    await this.stopCheckpoints?.();
     if (this.database.isInitialized) await this.database.destroy();
   }
 

@@ -131,7 +131,7 @@ export class SqliteEventStore implements EventStore, SnapshotStore, PollingSourc
     expected: ExpectedRevision,
   ) => AppendResult;
   private queuedAppends: QueuedAppend[] = [];
-  private checkpointer?: WalCheckpointer;
+  private stopCheckpoints?: () => Promise<void>;
 
   /** `filename` is a path (its folder is created if missing) or ':memory:'. */
   constructor(
@@ -151,7 +151,7 @@ export class SqliteEventStore implements EventStore, SnapshotStore, PollingSourc
       this.db.pragma(`busy_timeout = ${Math.trunc(this.options.busyTimeoutMs)}`);
       if (this.options.walCheckpoints === 'background' && this.filename !== ':memory:') {
         this.db.pragma('wal_autocheckpoint = 0');
-        this.checkpointer = new WalCheckpointer([this.filename]);
+        this.stopCheckpoints = WalCheckpointer.register(this.filename);
       }
       // Integers come back as bigint everywhere, so a position never passes through a number.
       this.db.defaultSafeIntegers(true);
@@ -304,7 +304,7 @@ export class SqliteEventStore implements EventStore, SnapshotStore, PollingSourc
     this.closing ??= (async () => {
       this.commitQueuedAppends();
       await Promise.all([...this.subscriptions].map((subscription) => subscription.stop()));
-      await this.checkpointer?.stop();
+      await this.stopCheckpoints?.();
       this.db.close();
     })();
     return this.closing;

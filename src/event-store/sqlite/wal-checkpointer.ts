@@ -1,47 +1,74 @@
 import { Worker } from 'node:worker_threads';
 
 /**
- * Copies a SQLite file's write-ahead log back into the file from a thread of its own.
+ * Copies SQLite files' write-ahead logs back into the files from a thread of their own.
  * SQLite otherwise does it inside whichever commit fills the log past 1,000 pages, and with
- * better-sqlite3 that commit blocks the event loop for the copy and its fsync: tens of
- * milliseconds every few thousand charges, straight into the latency tail. The connections
- * the service writes with turn that off (`wal_autocheckpoint = 0`) and this thread runs a
- * PASSIVE checkpoint every `everyMs`: it never waits for a writer or makes one wait.
+ * better-sqlite3 that commit blocks the event loop for the copy and its fsync. The
+ * connections the service writes with turn that off (`wal_autocheckpoint = 0`) and register
+ * their file here; one thread (one per process: each costs memory) runs a PASSIVE checkpoint
+ * of every registered file every 200 ms. PASSIVE never waits for a writer nor makes one wait.
  */
 export class WalCheckpointer {
-  private readonly worker: Worker;
-  private stopped?: Promise<void>;
+  private static worker?: Worker;
+  private static readonly files = new Map<string, number>();
 
-  constructor(filenames: readonly string[], everyMs = 200) {
-    this.worker = new Worker(WORKER_SOURCE, {
-      eval: true,
-      workerData: { filenames, everyMs, driver: require.resolve('better-sqlite3') },
-    });
-    // A checkpoint that fails is retried on the next tick; the log only grows meanwhile.
-    this.worker.on('error', () => undefined);
-    this.worker.unref();
+  /** Starts checkpointing `filename`; the returned function stops it again. */
+  static register(filename: string): () => Promise<void> {
+    WalCheckpointer.files.set(filename, (WalCheckpointer.files.get(filename) ?? 0) + 1);
+    const worker = (WalCheckpointer.worker ??= WalCheckpointer.start());
+    worker.postMessage({ add: filename });
+    let released = false;
+    return async () => {
+      if (released) return;
+      released = true;
+      const left = (WalCheckpointer.files.get(filename) ?? 1) - 1;
+      if (left > 0) {
+        WalCheckpointer.files.set(filename, left);
+        return;
+      }
+      WalCheckpointer.files.delete(filename);
+      if (WalCheckpointer.files.size > 0) {
+        worker.postMessage({ remove: filename });
+        return;
+      }
+      WalCheckpointer.worker = undefined;
+      await worker.terminate();
+    };
   }
 
-  stop(): Promise<void> {
-    this.stopped ??= this.worker.terminate().then(() => undefined);
-    return this.stopped;
+  private static start(): Worker {
+    const worker = new Worker(WORKER_SOURCE, {
+      eval: true,
+      workerData: { everyMs: 200, driver: require.resolve('better-sqlite3') },
+    });
+    // A checkpoint that fails is retried on the next tick; the log only grows meanwhile.
+    worker.on('error', () => undefined);
+    worker.unref();
+    return worker;
   }
 }
 
 /** Plain CommonJS: an eval worker runs as is, under Jest as under node. */
 const WORKER_SOURCE = `
-const { workerData } = require('node:worker_threads');
+const { parentPort, workerData } = require('node:worker_threads');
 const Database = require(workerData.driver);
-const connections = workerData.filenames.map((filename) => {
-  const db = new Database(filename);
-  db.pragma('busy_timeout = 0');
-  return db;
+const connections = new Map();
+parentPort.on('message', ({ add, remove }) => {
+  if (add !== undefined && !connections.has(add)) {
+    const db = new Database(add);
+    db.pragma('busy_timeout = 0');
+    connections.set(add, db);
+  }
+  if (remove !== undefined) {
+    connections.get(remove)?.close();
+    connections.delete(remove);
+  }
 });
 setInterval(() => {
-  for (const db of connections) {
+  for (const db of connections.values()) {
     try {
       db.pragma('wal_checkpoint(PASSIVE)');
     } catch {}
   }
-}, workerData.everyMs);
+}, workerData.everyMs).unref();
 `;
