@@ -1,30 +1,62 @@
 import { Map as ImmutableMap } from 'immutable';
 import type { Allocation } from './events';
-import { RunBook } from './run-book';
+import { RunBook, type SettledRuns } from './run-book';
 import type { CharmRun, OrganizationState } from './state';
 
 /** Bump when the state's shape changes: older snapshots are then ignored and rebuilt. */
-export const ORGANIZATION_SNAPSHOT_VERSION = 3;
+export const ORGANIZATION_SNAPSHOT_VERSION = 4;
 
 /** Runs encoded between two places where a snapshot taken in slices may pause. */
 const RUNS_PER_SLICE = 500;
 
 const NO_REFUNDS = ImmutableMap<string, number>();
 
+/*
+ * A snapshot is three lines (JSON never holds a raw newline):
+ * 1. the state without its runs;
+ * 2. the settled runs (RunBook), column by column: written once per tier and reused by every
+ *    later snapshot, and restored without building a run until one is asked for;
+ * 3. the recent runs, a row each (each run encoded once, see `encodedRun`); they replace
+ *    settled runs of the same id.
+ * A week of runs is most of a busy organization's snapshot: this keeps both taking a snapshot
+ * and loading one from growing with it.
+ */
+
 /**
- * A run in a snapshot, as a row: runId, charmId, userId, amount, chargedAt, availableAfter,
- * what can still be refunded (grantId, amount, grantId, amount...), then only if the run
- * was refunded or captured from a reservation: refunded, [[refundId, amount]...],
- * reservationId or null.
+ * Settled runs, column by column: arrays of numbers and repeated names parse several times
+ * faster than as many objects. Names (charms, users, grants) are numbers into `names`.
+ * Refunds and reservations are rare, so they are listed apart, by the run's index.
+ */
+interface RunColumns {
+  names: string[];
+  ids: string[];
+  charms: number[];
+  users: number[];
+  amounts: number[];
+  chargedAt: number[];
+  availableAfter: number[];
+  /** Run after run, what can still be refunded: a count, then name, amount, name, amount... */
+  refundable: number[];
+  /** [index, refunded, [[refundId, amount]...], reservationId or null] */
+  rare: RareFields[];
+}
+
+type RareFields = [number, number, [string, number][], string | null];
+
+/**
+ * A recent run as a row: runId, charmId, userId, amount, chargedAt, availableAfter, what can
+ * still be refunded (grantId, amount...), then only if refunded or captured from a
+ * reservation: refunded, [[refundId, amount]...], reservationId or null.
  */
 type RunRow = [string, string, string, number, number, number, (string | number)[], ...unknown[]];
 
-/**
- * Runs never change once recorded (a refund records a new one), so each is encoded once and
- * its text reused by every later snapshot: a week of runs is most of a busy organization's
- * snapshot, and re-encoding all of them each time made snapshots the larger part of a charge.
- */
+/** Each settled tier's line, once written or read: tiers never change. */
+const encodedTiers = new WeakMap<SettledRuns, string>();
+/** Each recent run's row: runs never change once recorded (a refund records a new one). */
 const encodedRuns = new WeakMap<CharmRun, string>();
+
+const isRare = (run: CharmRun) =>
+  run.refunded !== 0 || run.refunds.size > 0 || run.reservationId !== undefined;
 
 function encodedRun(run: CharmRun): string {
   let text = encodedRuns.get(run);
@@ -40,13 +72,130 @@ function encodedRun(run: CharmRun): string {
       run.availableAfter,
       refundable,
     ];
-    if (run.refunded !== 0 || run.refunds.size > 0 || run.reservationId !== undefined) {
-      row.push(run.refunded, [...run.refunds], run.reservationId ?? null);
-    }
+    if (isRare(run)) row.push(run.refunded, [...run.refunds], run.reservationId ?? null);
     text = JSON.stringify(row);
     encodedRuns.set(run, text);
   }
   return text;
+}
+
+function* encodeTier(tier: SettledRuns): Generator<void, string, void> {
+  const cached = encodedTiers.get(tier);
+  if (cached !== undefined) return cached;
+  const names: string[] = [];
+  const numbers = new Map<string, number>();
+  const name = (text: string) => {
+    let index = numbers.get(text);
+    if (index === undefined) {
+      index = names.push(text) - 1;
+      numbers.set(text, index);
+    }
+    return index;
+  };
+  const columns: RunColumns = {
+    names,
+    ids: [],
+    charms: [],
+    users: [],
+    amounts: [],
+    chargedAt: [],
+    availableAfter: [],
+    refundable: [],
+    rare: [],
+  };
+  let index = 0;
+  for (const run of tier.values()) {
+    columns.ids.push(run.runId);
+    columns.charms.push(name(run.charmId));
+    columns.users.push(name(run.userId));
+    columns.amounts.push(run.amount);
+    columns.chargedAt.push(run.chargedAt);
+    columns.availableAfter.push(run.availableAfter);
+    columns.refundable.push(run.refundable.length);
+    for (const { grantId, amount } of run.refundable) {
+      columns.refundable.push(name(grantId), amount);
+    }
+    if (isRare(run)) {
+      columns.rare.push([index, run.refunded, [...run.refunds], run.reservationId ?? null]);
+    }
+    index += 1;
+    if (index % RUNS_PER_SLICE === 0) yield;
+  }
+  const text = JSON.stringify(columns);
+  encodedTiers.set(tier, text);
+  return text;
+}
+
+/** A settled tier read from a snapshot's line: a run is built only when asked for. */
+class ColumnTier implements SettledRuns {
+  private readonly columns: RunColumns;
+  private readonly index = new Map<string, number>();
+  /** Where each run's refundable allocations start in `columns.refundable`. */
+  private readonly refundableAt: number[] = [];
+  private readonly rare = new Map<number, RareFields>();
+
+  constructor(line: string) {
+    this.columns = JSON.parse(line) as RunColumns;
+    const { ids, refundable, rare } = this.columns;
+    let at = 0;
+    for (let i = 0; i < ids.length; i++) {
+      this.index.set(ids[i], i);
+      this.refundableAt.push(at);
+      at += 1 + 2 * refundable[at];
+    }
+    for (const fields of rare) this.rare.set(fields[0], fields);
+    encodedTiers.set(this, line);
+  }
+
+  get size() {
+    return this.index.size;
+  }
+
+  has(runId: string) {
+    return this.index.has(runId);
+  }
+
+  get(runId: string) {
+    const i = this.index.get(runId);
+    return i === undefined ? undefined : this.run(i);
+  }
+
+  *values() {
+    for (let i = 0; i < this.columns.ids.length; i++) yield this.run(i);
+  }
+
+  private run(i: number): CharmRun {
+    const { names, ids, charms, users, amounts, chargedAt, availableAfter } = this.columns;
+    const flat = this.columns.refundable;
+    const refundable: Allocation[] = [];
+    const at = this.refundableAt[i];
+    for (let j = 0; j < flat[at]; j++) {
+      refundable.push({ grantId: names[flat[at + 1 + 2 * j]], amount: flat[at + 2 + 2 * j] });
+    }
+    const run: CharmRun = {
+      runId: ids[i],
+      charmId: names[charms[i]],
+      userId: names[users[i]],
+      amount: amounts[i],
+      chargedAt: chargedAt[i],
+      refundable,
+      refunded: 0,
+      // Most runs were never refunded: they share one empty map.
+      refunds: NO_REFUNDS,
+      availableAfter: availableAfter[i],
+    };
+    const rare = this.rare.get(i);
+    return rare ? withRareFields(run, rare) : run;
+  }
+}
+
+function withRareFields(run: CharmRun, [, refunded, refunds, reservationId]: RareFields) {
+  return {
+    ...run,
+    refunded,
+    refunds: refunds.length === 0 ? NO_REFUNDS : ImmutableMap(refunds),
+    ...(reservationId === null ? {} : { reservationId }),
+  };
 }
 
 /** A snapshot as one string, at once (tests and tools). */
@@ -66,9 +215,10 @@ export function serializeOrganization(state: OrganizationState): string {
 export function* serializeOrganizationInSlices(
   state: OrganizationState,
 ): Generator<void, string, void> {
-  const runs: string[] = [];
-  for (const run of state.runs.values()) {
-    if (runs.push(encodedRun(run)) % RUNS_PER_SLICE === 0) yield;
+  const settled = yield* encodeTier(state.runs.settled);
+  const recent: string[] = [];
+  for (const run of state.runs.recent.values()) {
+    if (recent.push(encodedRun(run)) % RUNS_PER_SLICE === 0) yield;
   }
   const rest = JSON.stringify({
     ...state,
@@ -79,50 +229,42 @@ export function* serializeOrganizationInSlices(
     transfersOut: [...state.transfersOut],
     transfersIn: [...state.transfersIn],
   });
-  return `${rest.slice(0, -1)},"runs":[${runs.join(',')}]}`;
+  return `${rest}\n${settled}\n[${recent.join(',')}]`;
 }
 
 export function deserializeOrganization(text: string): OrganizationState {
-  const raw = JSON.parse(text);
+  const first = text.indexOf('\n');
+  const second = text.indexOf('\n', first + 1);
+  const raw = JSON.parse(text.slice(0, first));
+  const recent = JSON.parse(text.slice(second + 1)) as RunRow[];
   return {
     ...raw,
     members: ImmutableMap(raw.members),
     grants: ImmutableMap(raw.grants),
-    runs: RunBook.of(runsFrom(raw.runs as RunRow[])),
+    runs: RunBook.restore(new ColumnTier(text.slice(first + 1, second)), recent.map(runOfRow)),
     reservations: ImmutableMap(raw.reservations),
     transfersOut: ImmutableMap(raw.transfersOut),
     transfersIn: ImmutableMap(raw.transfersIn),
   };
 }
 
-function* runsFrom(rows: RunRow[]): Generator<CharmRun> {
-  for (const [runId, charmId, userId, amount, chargedAt, availableAfter, flat, ...rare] of rows) {
-    const refundable: Allocation[] = [];
-    for (let i = 0; i < flat.length; i += 2) {
-      refundable.push({ grantId: flat[i] as string, amount: flat[i + 1] as number });
-    }
-    const run: CharmRun = {
-      runId,
-      charmId,
-      userId,
-      amount,
-      chargedAt,
-      refundable,
-      refunded: 0,
-      // Most runs were never refunded: they share one empty map.
-      refunds: NO_REFUNDS,
-      availableAfter,
-    };
-    if (rare.length === 0) {
-      yield run;
-      continue;
-    }
-    const [refunded, refunds, reservationId] = rare as [number, [string, number][], string | null];
-    yield {
-      ...run,
-      refunded,
-      refunds: refunds.length === 0 ? NO_REFUNDS : ImmutableMap(refunds),
-      ...(reservationId === null ? {} : { reservationId }),
-    };
+function runOfRow(row: RunRow): CharmRun {
+  const [runId, charmId, userId, amount, chargedAt, availableAfter, flat, ...rare] = row;
+  const refundable: Allocation[] = [];
+  for (let i = 0; i < flat.length; i += 2) {
+    refundable.push({ grantId: flat[i] as string, amount: flat[i + 1] as number });
   }
+  const run: CharmRun = {
+    runId,
+    charmId,
+    userId,
+    amount,
+    chargedAt,
+    refundable,
+    refunded: 0,
+    refunds: NO_REFUNDS,
+    availableAfter,
+  };
+  if (rare.length === 0) return run;
+  return withRareFields(run, [0, ...(rare as [number, [string, number][], string | null])]);
 }

@@ -219,4 +219,31 @@ describe('snapshots', () => {
     });
     expect(restored.runs.get('r1')?.refunds.get('once')).toBe(4);
   });
+
+  it('write the settled runs once: a restored snapshot writes them again as read', () => {
+    const events: Event[] = [
+      created(),
+      granted('a', 100_000),
+      ...Array.from({ length: 5_000 }, (_, i) => charged(`r${i}`, [{ grantId: 'a', amount: 2 }])),
+    ];
+    const { state } = organization.given(events);
+    const text = serializeOrganization(state);
+    const restored = deserializeOrganization(text);
+    const again = serializeOrganization(restored);
+    const settledLine = (snapshot: string) => snapshot.split('\n')[1];
+    expect(settledLine(again)).toBe(settledLine(text));
+    expect(restored.runs.size).toBe(5_000);
+
+    // A refund of a settled run goes on top; the next snapshot restores the refunded run.
+    const refund = decide({ type: 'RefundCharmRun', runId: 'r7', amount: 1 }, restored, T0);
+    const refunded = refund.reduce(evolve, restored);
+    const back = deserializeOrganization(serializeOrganization(refunded));
+    expect(back.runs.size).toBe(5_000);
+    expect(back.runs.get('r7')).toMatchObject({
+      refunded: 1,
+      refundable: [{ grantId: 'a', amount: 1 }],
+    });
+    expect(balanceAt(back, T0)).toEqual(balanceAt(refunded, T0));
+    expect(decide(charge('r7', 2), back, T0)).toEqual([]);
+  });
 });

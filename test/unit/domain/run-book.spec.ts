@@ -46,4 +46,20 @@ describe('the runs an organization remembers (RunBook)', () => {
     expect(pruned.has('old')).toBe(false);
     expect(book.has('old')).toBe(true);
   });
+
+  it('folds the recent runs into a new settled tier once they outnumber it, losing none', () => {
+    let book = RunBook.empty();
+    const before: RunBook[] = [];
+    for (let i = 0; i < 10_000; i++) {
+      if (i % 2_500 === 0) before.push(book);
+      book = book.set(run(`r${i}`, i));
+    }
+    // Folded at 4,096 and 8,192 runs: what is left on top is what came after.
+    expect(book.settled.size).toBe(8_192);
+    expect(book.recent.size).toBe(10_000 - 8_192);
+    expect(book.size).toBe(10_000);
+    expect(book.get('r0')?.chargedAt).toBe(0);
+    expect(book.get('r9999')?.chargedAt).toBe(9_999);
+    expect(before.map((earlier) => earlier.size)).toEqual([0, 2_500, 5_000, 7_500]);
+  });
 });
