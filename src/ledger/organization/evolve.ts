@@ -10,8 +10,11 @@ import {
   type Reservation,
 } from './state';
 
-/** How often (in event time) keys past their idempotency window are dropped. */
-const PRUNE_EVERY_MS = 60 * 60 * 1000;
+/**
+ * How often (in event time) keys past their idempotency window are dropped: pruning goes
+ * through every kept run, so daily; keys live 7 to 8 days ("at least 7 days", API.md).
+ */
+const PRUNE_EVERY_MS = 24 * 60 * 60 * 1000;
 
 /** Folds one event into the state. Pure: the same events always give the same state. */
 export function evolve(state: OrganizationState, event: OrganizationEvent): OrganizationState {

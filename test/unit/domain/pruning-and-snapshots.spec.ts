@@ -33,7 +33,7 @@ describe('idempotency window', () => {
       .thenNothing();
   });
 
-  it('forgets it after 7 days: the run can no longer be refunded, and the id is free again', () => {
+  it('forgets it by 8 days (pruned daily past 7): the run can no longer be refunded, the id is free', () => {
     const given = organization.given([...old, later(8)]);
     expect(given.state.runs.has('r1')).toBe(false);
     given.when({ type: 'RefundCharmRun', runId: 'r1' }, T0 + 8 * DAY).thenThrows('NOT_FOUND');
