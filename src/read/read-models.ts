@@ -11,7 +11,7 @@ import { HealthChecks } from '../api/http/health.controller';
 import { EVENT_STORE, type EventStore } from '../event-store/event-store';
 import { unavailable } from '../ledger/errors';
 import { CrashPoints } from '../write/crash-points';
-import { WalCheckpointer } from '../event-store/sqlite/wal-checkpointer';
+import { SAFETY_VALVE_PAGES, WalCheckpointer } from '../event-store/sqlite/wal-checkpointer';
 import { ProjectionRunner } from './projection-runner';
 import { dialectOf } from './read-model-database';
 
@@ -46,7 +46,7 @@ export class ReadModels implements OnApplicationBootstrap, OnApplicationShutdown
   async onApplicationBootstrap() {
     if (dialectOf(this.database) === 'sqlite') {
       // As for the events: the log is copied back from a thread of its own, not mid-batch.
-      await this.database.query('PRAGMA wal_autocheckpoint = 0');
+      await this.database.query(`PRAGMA wal_autocheckpoint = ${SAFETY_VALVE_PAGES}`);
       this.stopCheckpoints = WalCheckpointer.register(String(this.database.options.database));
     }
     await this.runner.start();

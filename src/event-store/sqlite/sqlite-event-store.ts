@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import { WalCheckpointer } from './wal-checkpointer';
+import { SAFETY_VALVE_PAGES, WalCheckpointer } from './wal-checkpointer';
 import {
   type AppendResult,
   DuplicateEventIdError,
@@ -150,7 +150,7 @@ export class SqliteEventStore implements EventStore, SnapshotStore, PollingSourc
       this.db.pragma('foreign_keys = ON');
       this.db.pragma(`busy_timeout = ${Math.trunc(this.options.busyTimeoutMs)}`);
       if (this.options.walCheckpoints === 'background' && this.filename !== ':memory:') {
-        this.db.pragma('wal_autocheckpoint = 0');
+        this.db.pragma(`wal_autocheckpoint = ${SAFETY_VALVE_PAGES}`);
         this.stopCheckpoints = WalCheckpointer.register(this.filename);
       }
       // Integers come back as bigint everywhere, so a position never passes through a number.

@@ -4,10 +4,17 @@ import { Worker } from 'node:worker_threads';
  * Copies SQLite files' write-ahead logs back into the files from a thread of their own.
  * SQLite otherwise does it inside whichever commit fills the log past 1,000 pages, and with
  * better-sqlite3 that commit blocks the event loop for the copy and its fsync. The
- * connections the service writes with turn that off (`wal_autocheckpoint = 0`) and register
+ * connections the service writes with raise that mark (`SAFETY_VALVE_PAGES`) and register
  * their file here; one thread (one per process: each costs memory) runs a PASSIVE checkpoint
  * of every registered file every 200 ms. PASSIVE never waits for a writer nor makes one wait.
+ *
+ * Under a steady stream of writes a PASSIVE checkpoint never quite catches up, and the log
+ * only starts over once one has: the raised mark is the valve for that. By the time the log
+ * reaches it this thread has copied nearly all of it, so the commit that runs SQLite's own
+ * checkpoint copies only the last few pages and the log starts over.
  */
+export const SAFETY_VALVE_PAGES = 4_000;
+
 export class WalCheckpointer {
   private static worker?: Worker;
   private static readonly files = new Map<string, number>();

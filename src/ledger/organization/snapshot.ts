@@ -4,7 +4,7 @@ import { RunBook, type SettledRuns } from './run-book';
 import type { CharmRun, OrganizationState } from './state';
 
 /** Bump when the state's shape changes: older snapshots are then ignored and rebuilt. */
-export const ORGANIZATION_SNAPSHOT_VERSION = 4;
+export const ORGANIZATION_SNAPSHOT_VERSION = 5;
 
 /** Runs encoded between two places where a snapshot taken in slices may pause. */
 const RUNS_PER_SLICE = 500;
