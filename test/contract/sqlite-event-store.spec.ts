@@ -101,6 +101,34 @@ describe('SqliteEventStore', () => {
     }
   });
 
+  it('hands readers right behind it what it just wrote from memory, missing nothing another wrote', async () => {
+    const file = newFile();
+    const writer = open(file);
+    const other = open(file);
+    await writer.appendToStream('organization-a', newEvents(3), 'no_stream');
+    const first = await writer.readAll({ fromPosition: 0n });
+    const again = await writer.readAll({ fromPosition: 1n, maxCount: 1 });
+    // The same kept objects, not read back and parsed again...
+    expect(again[0]).toBe(first[1]);
+    // ...equal to what the file holds, and frozen so no reader changes them for the others.
+    expect(first).toEqual(await open(file).readAll({ fromPosition: 0n }));
+    expect(() => {
+      (first[0].data as Record<string, unknown>).changed = true;
+    }).toThrow(TypeError);
+
+    // Another connection writes in between: its events are read from the file, in order.
+    await other.appendToStream('organization-b', newEvents(2), 'no_stream');
+    await writer.appendToStream('organization-a', newEvents(2), 2n);
+    const after = await writer.readAll({ fromPosition: 3n });
+    expect(after.map((event) => [event.streamId, event.position])).toEqual([
+      ['organization-b', 4n],
+      ['organization-b', 5n],
+      ['organization-a', 6n],
+      ['organization-a', 7n],
+    ]);
+    expect(after.map((event) => event.revision)).toEqual([0n, 1n, 3n, 4n]);
+  });
+
   it('keeps every event across close and reopen', async () => {
     const file = newFile();
     const first = open(file);

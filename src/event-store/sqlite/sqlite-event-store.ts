@@ -132,6 +132,8 @@ export class SqliteEventStore implements EventStore, SnapshotStore, PollingSourc
   ) => AppendResult;
   private queuedAppends: QueuedAppend[] = [];
   private stopCheckpoints?: () => Promise<void>;
+  /** The last events this instance committed, positions without gaps (see `remember`). */
+  private recent: RecordedEvent[] = [];
 
   /** `filename` is a path (its folder is created if missing) or ':memory:'. */
   constructor(
@@ -219,6 +221,7 @@ export class SqliteEventStore implements EventStore, SnapshotStore, PollingSourc
     for (const append of appends) {
       if (append.result !== undefined) {
         wrote ||= append.events.length > 0;
+        this.remember(append.streamId, append.events, append.result);
         append.resolve(append.result);
       } else {
         append.reject(append.error);
@@ -312,7 +315,46 @@ export class SqliteEventStore implements EventStore, SnapshotStore, PollingSourc
 
   /** @internal Events strictly after `afterPosition`, in global order. */
   readPage(afterPosition: bigint, limit: number): RecordedEvent[] {
+    const first = this.recent[0]?.position;
+    if (first !== undefined && afterPosition >= first - 1n) {
+      const start = Number(afterPosition - first + 1n);
+      if (start < this.recent.length) {
+        return this.recent.slice(start, limit === NO_LIMIT ? undefined : start + limit);
+      }
+    }
     return this.statements.readAll.all(afterPosition, limit).map(toRecordedEvent);
+  }
+
+  /**
+   * Keeps what this instance just committed, for the readers that follow right behind it
+   * (projections, the JetStream publisher, follow-ups): they take it from memory instead of
+   * reading it back from the file and parsing it again, three times over. Positions have no
+   * gaps, so a gap means another connection wrote in between: then start over, and readers
+   * before the first kept position read the file.
+   */
+  private remember(streamId: string, events: NewEvent[], result: AppendResult): void {
+    if (events.length === 0) return;
+    const count = BigInt(events.length);
+    const firstPosition = result.position - count + 1n;
+    const last = this.recent[this.recent.length - 1];
+    if (last !== undefined && last.position + 1n !== firstPosition) this.recent = [];
+    const firstRevision = result.nextExpectedRevision - count + 1n;
+    events.forEach((event, i) => {
+      this.recent.push(
+        deepFreeze({
+          eventId: event.eventId,
+          type: event.type,
+          streamId,
+          revision: firstRevision + BigInt(i),
+          position: firstPosition + BigInt(i),
+          data: event.data,
+          metadata: event.metadata,
+        }),
+      );
+    });
+    if (this.recent.length > RECENT_EVENTS) {
+      this.recent = this.recent.slice(this.recent.length - RECENT_EVENTS / 2);
+    }
   }
 
   /** @internal Counts this instance's appends, so a subscriber can tell if it missed one. */
@@ -453,6 +495,21 @@ export class SqliteEventStore implements EventStore, SnapshotStore, PollingSourc
   private assertOpen(): void {
     if (this.closing !== undefined) throw new Error(`event store ${this.filename} is closed`);
   }
+}
+
+/** Events kept in memory for the readers close behind (see `remember`). */
+const RECENT_EVENTS = 4096;
+
+/**
+ * Readers share the kept events (and the writer its event data): frozen, so that a reader
+ * that changed one would fail at once instead of changing what the others see.
+ */
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const inner of Object.values(value)) deepFreeze(inner);
+  }
+  return value;
 }
 
 function toRecordedEvent(row: EventRow): RecordedEvent {
