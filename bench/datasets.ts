@@ -12,7 +12,7 @@ import { Clock } from '../src/write/clock';
 import { organizationAggregate } from '../src/write/writers';
 
 /** Bump when the generator or the event shapes change, so old datasets are rebuilt. */
-const VERSION = 6;
+const VERSION = 7;
 const DATA = join(__dirname, '..', '..', 'bench', '.data');
 
 class ManualClock extends Clock {

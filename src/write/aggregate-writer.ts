@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { setImmediate } from 'node:timers/promises';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { LRUCache } from 'lru-cache';
 import type { Actor } from '../ledger/actor';
 import { unavailable } from '../ledger/errors';
@@ -74,8 +74,8 @@ export interface WriterObserver {
 /** Stream revisions may move under us when another process writes: redo the batch this often. */
 const MAX_ATTEMPTS = 5;
 const READ_PAGE = 1000;
-/** A snapshot of n entries is taken at most every n / 20 events (see AggregateType.snapshots). */
-const SNAPSHOT_SIZE_DIVISOR = 20;
+/** A snapshot of n entries is taken at most every n / 40 events (see AggregateType.snapshots). */
+const SNAPSHOT_SIZE_DIVISOR = 40;
 const SNAPSHOT_SLICE_MS = 4;
 
 /**
@@ -296,38 +296,24 @@ export class AggregateWriter<State, Command, Event extends DomainEvent> {
     loaded.snapshotRevision = loaded.revision;
     const store = this.snapshots;
     const { revision, position, state } = loaded;
-    const slices = snapshots.serialize(state);
     const budget = this.options.snapshotSliceMs ?? SNAPSHOT_SLICE_MS;
-    const save = (text: string) =>
-      store
-        .saveSnapshot({
+    const writing = (async () => {
+      try {
+        // From the next turn of the event loop, once this batch's answers have gone out; a
+        // large state a few milliseconds per turn, so that requests keep being answered.
+        const slices = snapshots.serialize(state);
+        let step: IteratorResult<void, string>;
+        do {
+          await nextTurn();
+          step = sliceFor(slices, budget);
+        } while (!step.done);
+        await store.saveSnapshot({
           streamId,
           revision,
           position,
           schemaVersion: snapshots.schemaVersion,
-          state: text,
-        })
-        .catch((error: unknown) => this.options.onBackgroundError?.(error));
-    let step: IteratorResult<void, string>;
-    try {
-      step = sliceFor(slices, budget);
-    } catch (error) {
-      this.options.onBackgroundError?.(error);
-      return;
-    }
-    // A small state is written at once; a large one a few milliseconds per event-loop turn,
-    // so that requests keep being answered meanwhile.
-    if (step.done) {
-      void save(step.value);
-      return;
-    }
-    const writing = (async () => {
-      try {
-        while (!step.done) {
-          await setImmediate();
-          step = sliceFor(slices, budget);
-        }
-        await save(step.value);
+          state: step.value,
+        });
       } catch (error) {
         this.options.onBackgroundError?.(error);
       } finally {
