@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { eventStoreEnvFor } from './postgres';
@@ -13,6 +13,15 @@ function projectRoot(from = __dirname): string {
 }
 
 export const MAIN = join(projectRoot(), 'dist', 'src', 'main.js');
+
+/** The Node.js flags `npm start` runs the service with (the heap cap), so tests run it alike. */
+export const SERVICE_NODE_FLAGS: string[] = (() => {
+  const { scripts } = JSON.parse(readFileSync(join(projectRoot(), 'package.json'), 'utf8')) as {
+    scripts: Record<string, string>;
+  };
+  const flags = / node ((?:--\S+ )*)dist\/src\/main\.js/.exec(scripts.start)?.[1] ?? '';
+  return flags.split(' ').filter(Boolean);
+})();
 
 /** A free TCP port on loopback. */
 export function freePort(): Promise<number> {
@@ -41,21 +50,25 @@ export async function startService(
 ): Promise<ServiceProcess> {
   if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run npm run build first`);
   const port = await freePort();
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), MAIN], {
-    env: {
-      PATH: process.env.PATH,
-      LOG_LEVEL: 'warn',
-      LEDGER_JWT_SECRET: TEST_SECRET,
-      LEDGER_NATS_REQUESTS: 'off',
-      ...(env.LEDGER_DATA_DIR && !env.LEDGER_EVENT_STORE
-        ? await eventStoreEnvFor(env.LEDGER_DATA_DIR)
-        : {}),
-      ...env,
-      PORT: String(port),
-      GRPC_PORT: String(await freePort()),
+  const child = spawn(
+    process.execPath,
+    [...SERVICE_NODE_FLAGS, ...(options.nodeArgs ?? []), MAIN],
+    {
+      env: {
+        PATH: process.env.PATH,
+        LOG_LEVEL: 'warn',
+        LEDGER_JWT_SECRET: TEST_SECRET,
+        LEDGER_NATS_REQUESTS: 'off',
+        ...(env.LEDGER_DATA_DIR && !env.LEDGER_EVENT_STORE
+          ? await eventStoreEnvFor(env.LEDGER_DATA_DIR)
+          : {}),
+        ...env,
+        PORT: String(port),
+        GRPC_PORT: String(await freePort()),
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  );
   let output = '';
   child.stdout!.on('data', (chunk) => (output += chunk));
   child.stderr!.on('data', (chunk) => (output += chunk));

@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { loadConfig } from '../../../src/config/config';
+import { SERVICE_NODE_FLAGS } from '../../support/service-process';
 
 /**
  * docker-compose.yml cannot be started here (no Docker engine): these checks keep it honest
@@ -84,9 +85,12 @@ describe('docker-compose.yml', () => {
   it('builds the ledger in two stages and starts the file the build makes', () => {
     const dockerfile = read('Dockerfile');
     expect(dockerfile.match(/^FROM /gm)).toHaveLength(2);
-    const command = /^CMD \["node", "([^"]+)"\]/m.exec(dockerfile);
-    expect(command?.[1]).toBe('dist/src/main.js');
+    const command = /^CMD (\[.*\])$/m.exec(dockerfile);
+    const argv = JSON.parse(command![1]) as string[];
+    // The same flags as `npm start` (and the tests' and the bench's services): the heap cap.
+    expect(SERVICE_NODE_FLAGS).toContain('--max-old-space-size=256');
+    expect(argv).toEqual(['node', ...SERVICE_NODE_FLAGS, 'dist/src/main.js']);
     // npm test builds before Jest runs.
-    expect(existsSync(join(ROOT, command![1]))).toBe(true);
+    expect(existsSync(join(ROOT, argv[argv.length - 1]))).toBe(true);
   });
 });
