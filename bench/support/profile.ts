@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
 interface ProfileNode {
@@ -12,11 +12,14 @@ interface CpuProfile {
   timeDeltas: number[];
 }
 
-/** The functions with the most self time in the newest `.cpuprofile` of `dir`. */
+/**
+ * The functions with the most self time in the main thread's `.cpuprofile` of `dir`: the
+ * largest one (each thread writes its own; the WAL checkpointer's is nearly all idle).
+ */
 export function topFunctions(dir: string, count = 10): { name: string; share: number }[] {
   const newest = readdirSync(dir)
     .filter((file) => file.endsWith('.cpuprofile'))
-    .sort()
+    .sort((a, b) => statSync(join(dir, a)).size - statSync(join(dir, b)).size)
     .pop();
   if (newest === undefined) return [];
   const profile = JSON.parse(readFileSync(join(dir, newest), 'utf8')) as CpuProfile;
