@@ -3,7 +3,7 @@ import { decide } from '../../../src/ledger/organization/decide';
 import type { Allocation, OrganizationEvent, Role } from '../../../src/ledger/organization/events';
 import { evolve } from '../../../src/ledger/organization/evolve';
 import { initialOrganizationState } from '../../../src/ledger/organization/state';
-import { specification, type Given } from '../../support/decider';
+import { at, specification, T0, type Given } from '../../support/decider';
 
 /** Shorthands for the organization decider's tests. */
 export const organization = specification({
@@ -54,6 +54,22 @@ export const charged = (
     allocations,
   },
   ...(options.occurredAt === undefined ? {} : { occurredAt: options.occurredAt }),
+});
+export const refunded = (
+  runId: string,
+  allocations: Allocation[],
+  options: { refundId?: string; charmId?: string; userId?: string } = {},
+): Event => ({
+  type: 'CharmRunRefunded',
+  data: {
+    charmId: options.charmId ?? 'summarize',
+    userId: options.userId ?? 'olga',
+    chargedAt: at(T0),
+    runId,
+    amount: allocations.reduce((sum, allocation) => sum + allocation.amount, 0),
+    allocations,
+    ...(options.refundId === undefined ? {} : { refundId: options.refundId }),
+  },
 });
 export const reserved = (
   reservationId: string,

@@ -1,6 +1,9 @@
 import { balanceAt } from '../../../src/ledger/organization/balance';
 import { decide } from '../../../src/ledger/organization/decide';
+import type { OrganizationCommand } from '../../../src/ledger/organization/commands';
+import type { OrganizationEvent } from '../../../src/ledger/organization/events';
 import { evolve } from '../../../src/ledger/organization/evolve';
+import type { OrganizationState } from '../../../src/ledger/organization/state';
 import {
   deserializeOrganization,
   serializeOrganization,
@@ -14,6 +17,7 @@ import {
   granted,
   memberAdded,
   organization,
+  refunded,
   reserved,
   type Event,
 } from './organization-fixtures';
@@ -58,6 +62,15 @@ describe('idempotency window', () => {
   });
 });
 
+/** What `command` decides a day after T0: its events without their time, or the error's code. */
+function decisionOf(command: OrganizationCommand, state: OrganizationState) {
+  try {
+    return decide(command, state, T0 + DAY).map(({ type, data }) => ({ type, data }));
+  } catch (error) {
+    return (error as { code: string }).code;
+  }
+}
+
 describe('snapshots', () => {
   it('restore a state that decides and balances exactly as the folded one', () => {
     const events: Event[] = [
@@ -67,18 +80,7 @@ describe('snapshots', () => {
       granted('b', 50, { expiresAt: at(T0 + DAY) }),
       charged('r1', [{ grantId: 'a', amount: 20 }]),
       reserved('h1', [{ grantId: 'a', amount: 10 }], at(T0 + DAY)),
-      {
-        type: 'CharmRunRefunded',
-        data: {
-          charmId: 'summarize',
-          userId: 'olga',
-          chargedAt: at(T0),
-          runId: 'r1',
-          amount: 5,
-          allocations: [{ grantId: 'a', amount: 5 }],
-          refundId: 'x',
-        },
-      } as const,
+      refunded('r1', [{ grantId: 'a', amount: 5 }], { refundId: 'x' }),
       { type: 'LowBalanceThresholdSet', data: { threshold: 30 } },
     ];
     const { state } = organization.given(events);
@@ -94,14 +96,7 @@ describe('snapshots', () => {
       { type: 'ExpireDue' } as const,
     ];
     for (const command of commands) {
-      const attempt = (from: typeof state) => {
-        try {
-          return decide(command, from, T0 + DAY).map(({ type, data }) => ({ type, data }));
-        } catch (error) {
-          return (error as { code: string }).code;
-        }
-      };
-      expect(attempt(restored)).toEqual(attempt(state));
+      expect(decisionOf(command, restored)).toEqual(decisionOf(command, state));
     }
     const next = decide(charge('r9', 3), restored, T0);
     expect(balanceAt(next.reduce(evolve, restored), T0)).toEqual(
@@ -122,18 +117,7 @@ describe('snapshots', () => {
       granted('a', 10_000),
       granted('b', 10_000),
       ...runs,
-      {
-        type: 'CharmRunRefunded',
-        data: {
-          charmId: 'charm-1',
-          userId: 'olga',
-          chargedAt: at(T0),
-          runId: 'r1',
-          amount: 1,
-          allocations: [{ grantId: 'b', amount: 1 }],
-          refundId: 'back',
-        },
-      },
+      refunded('r1', [{ grantId: 'b', amount: 1 }], { refundId: 'back', charmId: 'charm-1' }),
       reserved('h1', [{ grantId: 'a', amount: 4 }], at(T0 + DAY)),
       {
         type: 'ReservationCaptured',
@@ -181,14 +165,7 @@ describe('snapshots', () => {
       { type: 'RefundCharmRun', runId: 'r2' },
     ] as const;
     for (const command of commands) {
-      const attempt = (from: typeof state) => {
-        try {
-          return decide(command, from, T0 + DAY).map(({ type, data }) => ({ type, data }));
-        } catch (error) {
-          return (error as { code: string }).code;
-        }
-      };
-      expect(attempt(restored)).toEqual(attempt(state));
+      expect(decisionOf(command, restored)).toEqual(decisionOf(command, state));
     }
   });
 
@@ -199,20 +176,9 @@ describe('snapshots', () => {
       charged('r1', [{ grantId: 'a', amount: 10 }]),
     ]);
     expect(deserializeOrganization(serializeOrganization(state)).runs.get('r1')?.refunded).toBe(0);
-    const refunded = evolve(state, {
-      type: 'CharmRunRefunded',
-      data: {
-        charmId: 'summarize',
-        userId: 'olga',
-        chargedAt: at(T0),
-        runId: 'r1',
-        amount: 4,
-        allocations: [{ grantId: 'a', amount: 4 }],
-        refundId: 'once',
-      },
-      occurredAt: at(T0),
-    });
-    const restored = deserializeOrganization(serializeOrganization(refunded));
+    const refund = refunded('r1', [{ grantId: 'a', amount: 4 }], { refundId: 'once' });
+    const afterRefund = evolve(state, { ...refund, occurredAt: at(T0) } as OrganizationEvent);
+    const restored = deserializeOrganization(serializeOrganization(afterRefund));
     expect(restored.runs.get('r1')).toMatchObject({
       refunded: 4,
       refundable: [{ grantId: 'a', amount: 6 }],
