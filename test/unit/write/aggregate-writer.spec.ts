@@ -56,6 +56,17 @@ describe('the write pipeline (group commit per organization)', () => {
     );
   }
 
+  /** The revisions of the snapshots saved from now on, in order (they are still saved). */
+  function savedSnapshotRevisions(): bigint[] {
+    const saved: bigint[] = [];
+    const save = store.saveSnapshot.bind(store);
+    jest.spyOn(store, 'saveSnapshot').mockImplementation(async (snapshot) => {
+      saved.push(snapshot.revision);
+      await save(snapshot);
+    });
+    return saved;
+  }
+
   const charge = (
     organizations: ReturnType<typeof writer>,
     id: string,
@@ -167,12 +178,7 @@ describe('the write pipeline (group commit per organization)', () => {
   it('snapshots a large organization less often, so snapshot cost per charge stays flat', async () => {
     const organizations = writer({ snapshotEvery: 10 });
     await organizationWith(organizations, 'busy', 10_000);
-    const saved: bigint[] = [];
-    const save = store.saveSnapshot.bind(store);
-    jest.spyOn(store, 'saveSnapshot').mockImplementation(async (snapshot) => {
-      saved.push(snapshot.revision);
-      await save(snapshot);
-    });
+    const saved = savedSnapshotRevisions();
     for (let i = 0; i < 500; i++) await charge(organizations, 'busy', `r${i}`);
     // Each snapshot holds about as many runs as the revision: the gap grows with the state.
     const gaps = saved.slice(1).map((revision, i) => Number(revision - saved[i]));
@@ -188,12 +194,7 @@ describe('the write pipeline (group commit per organization)', () => {
     const organizations = writer({ snapshotEvery: 4_000, snapshotSliceMs: 0 });
     await organizationWith(organizations, 'large', 100_000);
     await organizationWith(organizations, 'other', 10);
-    const saved: bigint[] = [];
-    const save = store.saveSnapshot.bind(store);
-    jest.spyOn(store, 'saveSnapshot').mockImplementation(async (snapshot) => {
-      saved.push(snapshot.revision);
-      await save(snapshot);
-    });
+    const saved = savedSnapshotRevisions();
     // Revisions 0 and 1 made the organization: the 4,000th event starts a snapshot.
     await Promise.all(
       Array.from({ length: 3_997 }, (_, i) => charge(organizations, 'large', `r${i}`)),
