@@ -47,6 +47,11 @@ const schema = z.object({
   LEDGER_NATS_REQUESTS: z.enum(['on', 'off']).default('on'),
   /** JetStream replicas of LEDGER_EVENTS (3 in a cluster). */
   LEDGER_JETSTREAM_REPLICAS: positiveInt(1),
+  /**
+   * Where the projections and the JetStream publisher run: a thread of their own (the default,
+   * so that they never hold a request up), or the request thread (`inline`).
+   */
+  LEDGER_READ_SIDE: z.enum(['thread', 'inline']).default('thread'),
   /** Fault injection for the crash tests: the named crash point kills the process. */
   LEDGER_CRASH_AT: z.string().min(1).optional(),
 });
@@ -69,6 +74,7 @@ export interface LedgerConfig {
   crashAt?: string;
   jetStreamReplicas: number;
   natsRequests: boolean;
+  readSide: 'thread' | 'inline';
 }
 
 /** A wrong setting: its message is the one line printed before the process exits. */
@@ -131,6 +137,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LedgerConfig {
     crashAt: s.LEDGER_CRASH_AT,
     jetStreamReplicas: s.LEDGER_JETSTREAM_REPLICAS,
     natsRequests: s.LEDGER_NATS_REQUESTS === 'on',
+    readSide: s.LEDGER_READ_SIDE,
   };
 }
 

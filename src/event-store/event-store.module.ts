@@ -8,14 +8,20 @@ import { SqliteEventStore } from './sqlite/sqlite-event-store';
 
 /**
  * Opens the event store the config names. The one place that chooses an adapter; usable
- * without NestJS (operator commands).
+ * without NestJS (operator commands). A `reader` is a second connection beside the service's
+ * own, for the read side: it never appends, so it leaves the file's checks and its write-ahead
+ * log to the service's connection.
  */
-export async function openEventStore(config: LedgerConfig): Promise<EventStore & SnapshotStore> {
+export async function openEventStore(
+  config: LedgerConfig,
+  { reader = false }: { reader?: boolean } = {},
+): Promise<EventStore & SnapshotStore> {
   switch (config.eventStore) {
     case 'sqlite':
-      return new SqliteEventStore(join(config.dataDir, 'events.sqlite'), {
-        walCheckpoints: 'background',
-      });
+      return new SqliteEventStore(
+        join(config.dataDir, 'events.sqlite'),
+        reader ? { integrityCheck: false } : { walCheckpoints: 'background' },
+      );
     case 'postgres':
       // loadConfig refuses postgres without DATABASE_URL.
       return PostgresEventStore.open(config.databaseUrl!);

@@ -1,8 +1,12 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, StorageType, type PubAck } from '@nats-io/jetstream';
+import type { DataSource } from 'typeorm';
+import type { LedgerConfig } from '../config/config';
 import type { EventStore, RecordedEvent } from '../event-store/event-store';
+import { saveCheckpoint } from '../read/projection-runner';
 
 export const LEDGER_EVENTS_STREAM = 'LEDGER_EVENTS';
+const PUBLISHER_CHECKPOINT = 'jetstream-publisher';
 const DUPLICATE_WINDOW_NANOS = 2 * 60 * 1_000_000_000;
 
 /** `ledger.events.{category}.{id}.{type}`: `organization-acme` → `organization.acme`. */
@@ -172,4 +176,33 @@ export class JetStreamPublisher {
     }
     this.ensuredFor = connection;
   }
+}
+
+/**
+ * The service's publisher, wherever it runs: its checkpoint is a row beside the projections'
+ * in the read models' database.
+ */
+export function ledgerPublisher(
+  store: EventStore,
+  database: DataSource,
+  connection: () => NatsConnection | undefined,
+  config: Pick<LedgerConfig, 'jetStreamReplicas'>,
+  onError: (error: unknown) => void,
+): JetStreamPublisher {
+  const placeholder = database.options.type === 'postgres' ? '$1' : '?';
+  const checkpoint: PublisherCheckpoint = {
+    load: async () => {
+      const rows: { position: string }[] = await database.query(
+        `SELECT "position" FROM "projection_checkpoints" WHERE "projection" = ${placeholder}`,
+        [PUBLISHER_CHECKPOINT],
+      );
+      return rows.length === 0 ? 0n : BigInt(rows[0].position);
+    },
+    save: (position) =>
+      database.transaction((manager) => saveCheckpoint(manager, PUBLISHER_CHECKPOINT, position)),
+  };
+  return new JetStreamPublisher(store, checkpoint, connection, {
+    replicas: config.jetStreamReplicas,
+    onError,
+  });
 }

@@ -1,8 +1,8 @@
-import { EventEmitter } from 'node:events';
 import { setImmediate } from 'node:timers/promises';
 import type { DataSource, EntityManager } from 'typeorm';
 import type { Projection } from '../../projections';
 import type { EventStore, RecordedEvent } from '../event-store/event-store';
+import { Progress } from './progress';
 import { dialectOf } from './read-model-database';
 import { applyChanges } from './sql-changes';
 
@@ -29,7 +29,8 @@ const CHECKPOINTS = 'projection_checkpoints';
  */
 export class ProjectionRunner {
   private readonly checkpoints = new Map<string, bigint>();
-  private readonly progress = new EventEmitter();
+  /** Where every projection has got to, for readers waiting on a position. */
+  readonly progress = new Progress(() => this.lookNow());
   private running = false;
   private loop?: Promise<void>;
   private wake?: () => void;
@@ -45,7 +46,6 @@ export class ProjectionRunner {
     // Small enough that a page never holds requests up for long.
     this.pageSize = options.pageSize ?? 250;
     this.idleMs = options.idleMs ?? 25;
-    this.progress.setMaxListeners(0);
   }
 
   /** The position every projection has reached. */
@@ -69,6 +69,7 @@ export class ProjectionRunner {
       `SELECT "projection", "position" FROM "${CHECKPOINTS}"`,
     );
     for (const row of rows) this.checkpoints.set(row.projection, BigInt(row.position));
+    this.progress.advance(this.position);
   }
 
   /**
@@ -95,21 +96,12 @@ export class ProjectionRunner {
 
   /** Resolves true once every projection has reached `position`, false after `timeoutMs`. */
   waitFor(position: bigint, timeoutMs: number): Promise<boolean> {
-    if (this.position >= position) return Promise.resolve(true);
-    return new Promise((resolve) => {
-      const check = () => {
-        if (this.position < position) return;
-        clearTimeout(timer);
-        this.progress.off('progress', check);
-        resolve(true);
-      };
-      const timer = setTimeout(() => {
-        this.progress.off('progress', check);
-        resolve(false);
-      }, timeoutMs);
-      this.progress.on('progress', check);
-      this.wake?.();
-    });
+    return this.progress.waitFor(position, timeoutMs);
+  }
+
+  /** Looks for new events now instead of at the end of the idle wait. */
+  lookNow(): void {
+    this.wake?.();
   }
 
   /** Handles everything up to the store's head now (for tests and operator commands). */
@@ -165,7 +157,7 @@ export class ProjectionRunner {
     for (const projection of this.projections) {
       this.checkpoints.set(this.checkpointOf(projection), last);
     }
-    this.progress.emit('progress');
+    this.progress.advance(this.position);
     return page.length;
   }
 

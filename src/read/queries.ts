@@ -48,7 +48,7 @@ export class GetOrganizationHandler implements IQueryHandler<GetOrganization> {
 
   async execute({ caller, organizationId }: GetOrganization) {
     await this.access.require(caller, 'readOrganization', organizationId);
-    const position = this.readModels.runner.position;
+    const position = this.readModels.position;
     const p = placeholders(this.database);
     const [row] = await this.database.query(
       `SELECT o.*, (SELECT COUNT(*) FROM "memberships" m WHERE m."organization_id" = o."organization_id") AS "member_count"
@@ -78,7 +78,7 @@ export class ListMembersHandler implements IQueryHandler<ListMembers> {
 
   async execute({ caller, organizationId }: ListMembers) {
     await this.access.require(caller, 'readMembers', organizationId);
-    const position = this.readModels.runner.position;
+    const position = this.readModels.position;
     const p = placeholders(this.database);
     const [organization] = await this.database.query(
       `SELECT 1 FROM "organizations" WHERE "organization_id" = ${p(1)}`,

@@ -5,6 +5,7 @@ import { READ_MODEL_ENTITIES } from '../../projections/entities';
 import { ReadModels1764300000000 } from '../../projections/migrations/1764300000000-read-models';
 import { WidePositions1764400000000 } from '../../projections/migrations/1764400000000-wide-positions';
 import type { LedgerConfig } from '../config/config';
+import { SAFETY_VALVE_PAGES, WalCheckpointer } from '../event-store/sqlite/wal-checkpointer';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -14,11 +15,13 @@ export type Dialect = 'sqlite' | 'postgres';
  */
 export function readModelDataSource(
   config: Pick<LedgerConfig, 'dataDir' | 'databaseUrl'>,
+  { migrate = true }: { migrate?: boolean } = {},
 ): DataSource {
   const common = {
     entities: READ_MODEL_ENTITIES,
     migrations: [ReadModels1764300000000, WidePositions1764400000000],
-    migrationsRun: true,
+    // The read side's own connection opens after the service's has migrated.
+    migrationsRun: migrate,
     synchronize: false,
     logging: false,
   };
@@ -37,6 +40,16 @@ export function readModelDataSource(
     },
     ...common,
   });
+}
+
+/**
+ * For the connection that writes the read models: on SQLite, their write-ahead log is copied
+ * back from the checkpointer's thread, not inside a projection's commit. Returns the stop.
+ */
+export async function checkpointInBackground(dataSource: DataSource): Promise<() => Promise<void>> {
+  if (dialectOf(dataSource) !== 'sqlite') return async () => undefined;
+  await dataSource.query(`PRAGMA wal_autocheckpoint = ${SAFETY_VALVE_PAGES}`);
+  return WalCheckpointer.register(String(dataSource.options.database));
 }
 
 export const dialectOf = (dataSource: DataSource): Dialect =>

@@ -12,6 +12,7 @@ import {
 } from './queries';
 import { readModelDataSource } from './read-model-database';
 import { READ_MODEL_DATABASE, ReadModels } from './read-models';
+import { builtReadSideWorker, READ_SIDE_WORKER } from './read-side-thread';
 
 /** The read models' database, the projection runner, and the queries answered from them. */
 @Global()
@@ -30,6 +31,7 @@ import { READ_MODEL_DATABASE, ReadModels } from './read-models';
       inject: [LEDGER_CONFIG, EVENT_STORE],
       useFactory: (config: LedgerConfig) => readModelDataSource(config).initialize(),
     },
+    { provide: READ_SIDE_WORKER, useFactory: builtReadSideWorker },
     ReadModels,
   ],
   exports: [ReadModels, READ_MODEL_DATABASE],

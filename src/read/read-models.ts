@@ -8,52 +8,77 @@ import {
 import type { DataSource } from 'typeorm';
 import { PROJECTIONS } from '../../projections';
 import { HealthChecks } from '../api/http/health.controller';
+import { LEDGER_CONFIG, type LedgerConfig } from '../config/config';
 import { EVENT_STORE, type EventStore } from '../event-store/event-store';
 import { unavailable } from '../ledger/errors';
 import { CrashPoints } from '../write/crash-points';
-import { SAFETY_VALVE_PAGES, WalCheckpointer } from '../event-store/sqlite/wal-checkpointer';
+import type { Progress } from './progress';
 import { ProjectionRunner } from './projection-runner';
-import { dialectOf } from './read-model-database';
+import { checkpointInBackground } from './read-model-database';
+import { READ_SIDE_WORKER, ReadSideThread, type ReadSideWorkerScript } from './read-side-thread';
 
 export const READ_MODEL_DATABASE = Symbol('READ_MODEL_DATABASE');
 
 /** How long a read with `?minPosition=` waits for the read models (API.md). */
 export const READ_YOUR_WRITES_TIMEOUT_MS = 5000;
 
-/** The read models: their database, the projection runner, and read-your-writes. */
+/**
+ * The read models: the database queries read, the projections that write it (in the read
+ * side's thread, or inline), and read-your-writes.
+ */
 @Injectable()
 export class ReadModels implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new Logger(ReadModels.name);
-  readonly runner: ProjectionRunner;
+  private readonly runner?: ProjectionRunner;
+  private readonly thread?: ReadSideThread;
+  private readonly progress: Progress;
   private stopCheckpoints?: () => Promise<void>;
 
   constructor(
     @Inject(READ_MODEL_DATABASE) readonly database: DataSource,
     @Inject(EVENT_STORE) store: EventStore,
+    @Inject(LEDGER_CONFIG) config: LedgerConfig,
+    @Inject(READ_SIDE_WORKER) worker: ReadSideWorkerScript,
     crashPoints: CrashPoints,
     health: HealthChecks,
   ) {
-    this.runner = new ProjectionRunner(store, database, PROJECTIONS, {
-      beforeCheckpoint: () => crashPoints.reach('projection:before-checkpoint'),
-      onError: (error) =>
-        this.logger.error(`projection batch failed, will retry: ${String(error)}`),
-    });
+    if (config.readSide === 'inline') {
+      this.runner = new ProjectionRunner(store, database, PROJECTIONS, {
+        beforeCheckpoint: () => crashPoints.reach('projection:before-checkpoint'),
+        onError: (error) =>
+          this.logger.error(`projection batch failed, will retry: ${String(error)}`),
+      });
+      this.progress = this.runner.progress;
+    } else {
+      const logger = new Logger('ReadSide');
+      this.thread = new ReadSideThread(config, worker, {
+        log: (message) => logger.log(message),
+        warn: (message) => logger.warn(message),
+        error: (message) => logger.error(message),
+      });
+      this.progress = this.thread.progress;
+    }
     health.register('readModels', async () => {
       await database.query('SELECT 1');
     });
   }
 
+  /** The position every projection has reached. */
+  get position(): bigint {
+    return this.progress.position;
+  }
+
   async onApplicationBootstrap() {
-    if (dialectOf(this.database) === 'sqlite') {
-      // As for the events: the log is copied back from a thread of its own, not mid-batch.
-      await this.database.query(`PRAGMA wal_autocheckpoint = ${SAFETY_VALVE_PAGES}`);
-      this.stopCheckpoints = WalCheckpointer.register(String(this.database.options.database));
+    if (this.runner) {
+      this.stopCheckpoints = await checkpointInBackground(this.database);
+      await this.runner.start();
     }
-    await this.runner.start();
+    await this.thread?.start();
   }
 
   async onApplicationShutdown() {
-    await this.runner.stop();
+    await this.runner?.stop();
+    await this.thread?.stop();
     await this.stopCheckpoints?.();
     if (this.database.isInitialized) await this.database.destroy();
   }
@@ -61,9 +86,9 @@ export class ReadModels implements OnApplicationBootstrap, OnApplicationShutdown
   /** Read-your-writes: waits until the read models have reached `position`, else 503. */
   async reach(position: bigint | undefined): Promise<void> {
     if (position === undefined) return;
-    if (!(await this.runner.waitFor(position, READ_YOUR_WRITES_TIMEOUT_MS))) {
+    if (!(await this.progress.waitFor(position, READ_YOUR_WRITES_TIMEOUT_MS))) {
       throw unavailable(`the read models have not reached position ${position} yet`, {
-        position: this.runner.position.toString(),
+        position: this.progress.position.toString(),
       });
     }
   }

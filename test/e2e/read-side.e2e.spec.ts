@@ -10,8 +10,15 @@ import {
 import { createTestDatabase } from '../support/postgres';
 import { tokenFor } from '../support/tokens';
 
-/** The read side over HTTP, with read models on SQLite and on the PostgreSQL server here. */
-describe.each(['sqlite', 'postgres'] as const)('read side on %s', (database) => {
+/**
+ * The read side over HTTP, with read models on SQLite and on the PostgreSQL server here, in
+ * its own thread (the default) and inline.
+ */
+describe.each([
+  ['sqlite', 'thread'],
+  ['postgres', 'thread'],
+  ['sqlite', 'inline'],
+] as const)('read side on %s, %s', (database, readSide) => {
   let dataDir: string;
   let ledger: RunningLedger;
   let drop: (() => Promise<void>) | undefined;
@@ -20,7 +27,7 @@ describe.each(['sqlite', 'postgres'] as const)('read side on %s', (database) => 
 
   beforeAll(async () => {
     dataDir = newDataDir();
-    const env: Record<string, string> = {};
+    const env: Record<string, string> = { LEDGER_READ_SIDE: readSide };
     if (database === 'postgres') {
       const created = await createTestDatabase();
       env.DATABASE_URL = created.url;

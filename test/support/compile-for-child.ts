@@ -5,6 +5,16 @@ import { transformFileSync } from '@swc/core';
 
 const ROOT = resolve(__dirname, '../..');
 
+/** How the build compiles: TypeScript with decorator metadata, to CommonJS. */
+export const SWC_OPTIONS = {
+  jsc: {
+    parser: { syntax: 'typescript', decorators: true },
+    transform: { legacyDecorator: true, decoratorMetadata: true },
+    target: 'es2022',
+  },
+  module: { type: 'commonjs' },
+} as const;
+
 export interface CompiledTree {
   /** The compiled copy of a project file, e.g. `test/support/append-racer.ts` → its .js path. */
   pathOf(projectFile: string): string;
@@ -20,14 +30,7 @@ export async function compileForChild(paths: string[]): Promise<CompiledTree> {
   const out = await mkdtemp(join(tmpdir(), 'ledger-child-'));
   const files = (await Promise.all(paths.map((path) => typeScriptFiles(join(ROOT, path))))).flat();
   for (const file of files) {
-    const { code } = transformFileSync(file, {
-      jsc: {
-        parser: { syntax: 'typescript', decorators: true },
-        transform: { legacyDecorator: true, decoratorMetadata: true },
-        target: 'es2022',
-      },
-      module: { type: 'commonjs' },
-    });
+    const { code } = transformFileSync(file, SWC_OPTIONS);
     const target = join(out, relative(ROOT, file).replace(/\.ts$/, '.js'));
     await mkdir(dirname(target), { recursive: true });
     await writeFile(target, code);

@@ -40,6 +40,11 @@ export interface SqliteEventStoreOptions {
    * `inline` (the default): by SQLite, inside the commit that fills it.
    */
   walCheckpoints?: 'inline' | 'background';
+  /**
+   * Run SQLite's quick_check on open (the default). A second connection to a file the
+   * service has already opened and checked (the read side's) skips it.
+   */
+  integrityCheck?: boolean;
 }
 
 interface QueuedAppend {
@@ -106,6 +111,7 @@ const DEFAULTS: Required<SqliteEventStoreOptions> = {
   busyTimeoutMs: 5000,
   synchronous: 'full',
   walCheckpoints: 'inline',
+  integrityCheck: true,
 };
 
 /**
@@ -146,7 +152,7 @@ export class SqliteEventStore implements EventStore, SnapshotStore, PollingSourc
     }
     this.db = new Database(filename);
     try {
-      this.assertIntact();
+      if (this.options.integrityCheck) this.assertIntact();
       this.db.pragma('journal_mode = WAL');
       this.db.pragma(`synchronous = ${this.options.synchronous === 'off' ? 'OFF' : 'FULL'}`);
       this.db.pragma('foreign_keys = ON');

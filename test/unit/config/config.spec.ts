@@ -23,7 +23,15 @@ describe('loadConfig', () => {
       logLevel: 'info',
       snapshotEvery: 500,
       cacheSize: 10_000,
+      readSide: 'thread',
     });
+  });
+
+  it('runs the read side in its own thread unless told to run it inline, and names a wrong choice', () => {
+    expect(loadConfig({ LEDGER_READ_SIDE: 'inline' }).readSide).toBe('inline');
+    expect(configError({ LEDGER_READ_SIDE: 'process' }).message).toMatch(
+      /^Invalid setting LEDGER_READ_SIDE="process": /,
+    );
   });
 
   it('counts empty variables as unset', () => {

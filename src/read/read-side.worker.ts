@@ -1,0 +1,73 @@
+import { parentPort, workerData } from 'node:worker_threads';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { PROJECTIONS } from '../../projections';
+import type { LedgerConfig } from '../config/config';
+import { openEventStore } from '../event-store/event-store.module';
+import { connectWhenReachable } from '../nats/connection';
+import { ledgerPublisher } from '../nats/jetstream-publisher';
+import { CrashPoints } from '../write/crash-points';
+import { checkpointInBackground, readModelDataSource } from './read-model-database';
+import { ProjectionRunner } from './projection-runner';
+import type { ReadSideOrder, ReadSideReport } from './read-side-thread';
+
+/**
+ * The read side's thread (see ReadSideThread): the projection runner and the JetStream
+ * publisher, on connections of their own. Logs go to the service, which writes them.
+ */
+const port = parentPort!;
+const { config } = workerData as { config: LedgerConfig };
+const report = (message: ReadSideReport) => port.postMessage(message);
+const log = (level: 'log' | 'warn' | 'error', message: string) =>
+  report({ kind: 'log', level, message });
+
+async function runReadSide() {
+  const store = await openEventStore(config, { reader: true });
+  const database = await readModelDataSource(config, { migrate: false }).initialize();
+  const stopCheckpoints = await checkpointInBackground(database);
+  const crashPoints = new CrashPoints(config);
+  const runner = new ProjectionRunner(store, database, PROJECTIONS, {
+    beforeCheckpoint: () => crashPoints.reach('projection:before-checkpoint'),
+    onError: (error) => log('error', `projection batch failed, will retry: ${String(error)}`),
+  });
+  runner.progress.onAdvance((position) =>
+    report({ kind: 'progress', position: position.toString() }),
+  );
+  let connection: NatsConnection | undefined;
+  let stopping = false;
+  const publisher = ledgerPublisher(
+    store,
+    database,
+    () => connection,
+    config,
+    (error) => log('warn', `publishing to JetStream failed, will retry: ${String(error)}`),
+  );
+  await runner.start();
+  await publisher.start();
+  const connecting = connectWhenReachable(
+    config,
+    'ledger-read-side',
+    () => stopping,
+    (message) => log('warn', message),
+  ).then((connected) => (connection = connected));
+  report({ kind: 'ready', position: runner.position.toString() });
+
+  port.on('message', (order: ReadSideOrder) => {
+    if (order.kind === 'wake') runner.lookNow();
+    if (order.kind === 'stop' && !stopping) {
+      stopping = true;
+      void (async () => {
+        await runner.stop();
+        await publisher.stop();
+        await connecting;
+        await connection?.close();
+        await stopCheckpoints();
+        await database.destroy();
+        await store.close();
+        process.exit(0);
+      })();
+    }
+  });
+}
+
+// A failure to start is unhandled here on purpose: the service sees it as the thread's error.
+void runReadSide();
