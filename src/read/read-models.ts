@@ -15,7 +15,8 @@ import { CrashPoints } from '../write/crash-points';
 import type { Progress } from './progress';
 import { ProjectionRunner } from './projection-runner';
 import { checkpointInBackground } from './read-model-database';
-import { READ_SIDE_WORKER, ReadSideThread, type ReadSideWorkerScript } from './read-side-thread';
+import type { WorkerScript } from '../threads/worker-script';
+import { READ_SIDE_WORKER, ReadSideThread } from './read-side-thread';
 
 export const READ_MODEL_DATABASE = Symbol('READ_MODEL_DATABASE');
 
@@ -38,7 +39,7 @@ export class ReadModels implements OnApplicationBootstrap, OnApplicationShutdown
     @Inject(READ_MODEL_DATABASE) readonly database: DataSource,
     @Inject(EVENT_STORE) store: EventStore,
     @Inject(LEDGER_CONFIG) config: LedgerConfig,
-    @Inject(READ_SIDE_WORKER) worker: ReadSideWorkerScript,
+    @Inject(READ_SIDE_WORKER) worker: WorkerScript,
     crashPoints: CrashPoints,
     health: HealthChecks,
   ) {

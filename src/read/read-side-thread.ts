@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { LedgerConfig } from '../config/config';
+import { workerScript, type WorkerScript } from '../threads/worker-script';
 import { Progress } from './progress';
 
 /** What the read side's thread tells the service. Positions are decimal strings. */
@@ -12,17 +13,11 @@ export type ReadSideReport =
 /** What the service tells the read side's thread. */
 export type ReadSideOrder = { kind: 'wake' } | { kind: 'stop' };
 
-/** The code the thread runs: the built file, or (tests) a loader for the TypeScript sources. */
-export interface ReadSideWorkerScript {
-  filename: string;
-  eval?: boolean;
-}
-
+/** The code the thread runs (tests provide one that sabotages it). */
 export const READ_SIDE_WORKER = Symbol('READ_SIDE_WORKER');
 
-export const builtReadSideWorker = (): ReadSideWorkerScript => ({
-  filename: join(__dirname, 'read-side.worker.js'),
-});
+export const readSideWorker = (before = ''): WorkerScript =>
+  workerScript(join(__dirname, 'read-side.worker'), before);
 
 export interface ReadSideLog {
   log(message: string): void;
@@ -48,7 +43,7 @@ export class ReadSideThread {
 
   constructor(
     private readonly config: LedgerConfig,
-    private readonly script: ReadSideWorkerScript,
+    private readonly script: WorkerScript,
     private readonly logger: ReadSideLog,
   ) {}
 

@@ -9,11 +9,11 @@ import { openEventStore } from '../../src/event-store/event-store.module';
 import { LEDGER_ACTOR } from '../../src/ledger/actor';
 import { LEDGER_EVENTS_STREAM } from '../../src/nats/jetstream-publisher';
 import { readModelDataSource } from '../../src/read/read-model-database';
-import { ReadSideThread, type ReadSideWorkerScript } from '../../src/read/read-side-thread';
+import { ReadSideThread, readSideWorker } from '../../src/read/read-side-thread';
+import type { WorkerScript } from '../../src/threads/worker-script';
 import { AggregateWriter } from '../../src/write/aggregate-writer';
 import { organizationAggregate } from '../../src/write/writers';
 import { newDataDir, removeDataDir, TestClock } from '../support/ledger-app';
-import { readSideWorkerFromSources, typeScriptReadSideWorker } from '../support/read-side-worker';
 import { TEST_SECRET } from '../support/tokens';
 
 const NATS_URL = process.env.TEST_NATS_URL ?? 'nats://127.0.0.1:4222';
@@ -59,7 +59,7 @@ describe('the read side in its own thread', () => {
     removeDataDir(dataDir);
   });
 
-  const readSide = (script: ReadSideWorkerScript = typeScriptReadSideWorker) => {
+  const readSide = (script: WorkerScript = readSideWorker()) => {
     const log = (message: string) => void logged.push(message);
     const thread = new ReadSideThread(config, script, { log, warn: log, error: log });
     threads.push(thread);
@@ -165,7 +165,7 @@ describe('the read side in its own thread', () => {
     for (let i = 0; i < 20; i++) await charge(`r${i}`, 1);
     // The first thread dies a moment after it is ready; the ones after it live.
     const marker = join(dataDir, 'died-once');
-    const dying = readSideWorkerFromSources(`
+    const dying = readSideWorker(`
       if (!require('node:fs').existsSync(${JSON.stringify(marker)})) {
         require('node:fs').writeFileSync(${JSON.stringify(marker)}, '');
         const { parentPort } = require('node:worker_threads');

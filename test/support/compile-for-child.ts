@@ -2,18 +2,9 @@ import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promise
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { transformFileSync } from '@swc/core';
+import { SWC_OPTIONS } from '../../src/threads/worker-script';
 
 const ROOT = resolve(__dirname, '../..');
-
-/** How the build compiles: TypeScript with decorator metadata, to CommonJS. */
-export const SWC_OPTIONS = {
-  jsc: {
-    parser: { syntax: 'typescript', decorators: true },
-    transform: { legacyDecorator: true, decoratorMetadata: true },
-    target: 'es2022',
-  },
-  module: { type: 'commonjs' },
-} as const;
 
 export interface CompiledTree {
   /** The compiled copy of a project file, e.g. `test/support/append-racer.ts` → its .js path. */

@@ -10,10 +10,8 @@ import { grpcOptions } from '../../src/api/grpc/grpc-options';
 import { configureHttp } from '../../src/api/http/http-setup';
 import { AppModule } from '../../src/app.module';
 import { loadConfig } from '../../src/config/config';
-import { READ_SIDE_WORKER } from '../../src/read/read-side-thread';
 import { Clock } from '../../src/write/clock';
 import { eventStoreEnvFor } from './postgres';
-import { typeScriptReadSideWorker } from './read-side-worker';
 import { serviceToken, TEST_SECRET } from './tokens';
 
 /** A clock the test moves by hand. */
@@ -56,9 +54,7 @@ export async function startLedger(
     ...(await eventStoreEnvFor(dataDir)),
     ...options.env,
   });
-  let builder = Test.createTestingModule({ imports: [AppModule.forRoot(config)] })
-    .overrideProvider(READ_SIDE_WORKER)
-    .useValue(typeScriptReadSideWorker);
+  let builder = Test.createTestingModule({ imports: [AppModule.forRoot(config)] });
   if (options.clock) builder = builder.overrideProvider(Clock).useValue(options.clock);
   const moduleRef = await builder.compile();
   const app = moduleRef.createNestApplication<NestExpressApplication>({ logger: false });
