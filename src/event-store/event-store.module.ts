@@ -20,7 +20,7 @@ export async function openEventStore(
     case 'sqlite':
       return new SqliteEventStore(
         join(config.dataDir, 'events.sqlite'),
-        reader ? { integrityCheck: false } : { walCheckpoints: 'background' },
+        reader ? { integrityCheck: false } : { walCheckpoints: 'background', writes: 'thread' },
       );
     case 'postgres':
       // loadConfig refuses postgres without DATABASE_URL.

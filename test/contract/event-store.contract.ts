@@ -538,7 +538,11 @@ export function describeEventStoreContract(
       let racers: ChildProcess[] = [];
 
       beforeAll(async () => {
-        compiled = await compileForChild(['src/event-store', 'test/support/append-racer.ts']);
+        compiled = await compileForChild([
+          'src/event-store',
+          'src/threads',
+          'test/support/append-racer.ts',
+        ]);
       });
       afterAll(() => compiled?.remove());
       afterEach(async () => {

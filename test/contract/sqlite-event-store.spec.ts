@@ -14,6 +14,7 @@ import {
   EventStoreDamagedError,
   SqliteEventStore,
 } from '../../src/event-store/sqlite/sqlite-event-store';
+import { SqliteWriterThread } from '../../src/event-store/sqlite/sqlite-writer';
 import { describeEventStoreContract, newEvent, newEvents, waitFor } from './event-store.contract';
 
 let dir: string;
@@ -28,14 +29,21 @@ afterAll(async () => {
 
 const newFile = () => join(dir, `${randomUUID()}.sqlite`);
 
-describeEventStoreContract('SqliteEventStore', async () => new SqliteEventStore(newFile()), {
-  locate: (store) => ({ adapter: 'sqlite', file: (store as SqliteEventStore).filename }),
+/** Commits on the caller's thread (the default), and in a writer thread (the service's). */
+const WRITES = ['inline', 'thread'] as const;
+
+describe.each(WRITES)('with writes %s', (writes) => {
+  describeEventStoreContract(
+    'SqliteEventStore',
+    async () => new SqliteEventStore(newFile(), { writes }),
+    { locate: (store) => ({ adapter: 'sqlite', file: (store as SqliteEventStore).filename }) },
+  );
 });
 
-describe('SqliteEventStore', () => {
+describe.each(WRITES)('SqliteEventStore, writes %s', (writes) => {
   const opened: SqliteEventStore[] = [];
   const open = (file: string, options?: ConstructorParameters<typeof SqliteEventStore>[1]) => {
-    const store = new SqliteEventStore(file, options);
+    const store = new SqliteEventStore(file, { writes, ...options });
     opened.push(store);
     return store;
   };
@@ -182,6 +190,30 @@ describe('SqliteEventStore', () => {
     expect(await store.readStream('organization-taken')).toHaveLength(1);
   });
 
+  it('answers an append once committed, and lets the event loop turn during the commit only with writes in a thread', async () => {
+    const store = open(newFile());
+    const events = Array.from({ length: 20_000 }, () => ({
+      ...newEvent(),
+      data: { note: 'x'.repeat(200) },
+    }));
+    let turns = 0;
+    let done = false;
+    const spin = () => {
+      if (done) return;
+      turns++;
+      setImmediate(spin);
+    };
+    setImmediate(spin);
+    const appended = await store.appendToStream('organization-big', events, 'no_stream');
+    done = true;
+
+    expect(appended.position).toBe(20_000n);
+    expect(await store.headPosition()).toBe(20_000n);
+    // Inline, the commit holds the loop from start to end; in a thread, it turns meanwhile.
+    if (writes === 'thread') expect(turns).toBeGreaterThan(20);
+    else expect(turns).toBeLessThan(5);
+  });
+
   it('numbers positions 1..N without gaps, even after rejected appends', async () => {
     const store = open(newFile());
     const taken = newEvent();
@@ -288,5 +320,23 @@ describe('SqliteEventStore', () => {
       /closed/,
     );
     expect(() => store.subscribeToAll(() => undefined)).toThrow(/closed/);
+  });
+});
+
+describe('SqliteWriterThread', () => {
+  it('fails a batch whose thread cannot open the file, each time, without hanging', async () => {
+    const thread = new SqliteWriterThread({
+      filename: join(dir, 'missing-folder', 'events.sqlite'),
+      durable: true,
+      busyTimeoutMs: 100,
+    });
+    const batch = { appends: [], snapshots: [] };
+    await expect(thread.write(batch)).resolves.toEqual({
+      failed: expect.objectContaining({
+        message: expect.stringMatching(/directory does not exist/),
+      }),
+    });
+    await expect(thread.write(batch)).resolves.toEqual({ failed: expect.anything() });
+    await thread.close();
   });
 });

@@ -3,6 +3,16 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { SAFETY_VALVE_PAGES, WalCheckpointer } from './wal-checkpointer';
 import {
+  type AppendRequest,
+  type BatchOutcome,
+  type BatchWriter,
+  prepareWriteConnection,
+  SqliteWriter,
+  SqliteWriterThread,
+  type WriteFailure,
+  writeHere,
+} from './sqlite-writer';
+import {
   type AppendResult,
   DuplicateEventIdError,
   type EventHandler,
@@ -10,7 +20,6 @@ import {
   type EventStore,
   type ExpectedRevision,
   type NewEvent,
-  NO_REVISION,
   type ReadAllOptions,
   type ReadStreamOptions,
   type RecordedEvent,
@@ -45,6 +54,11 @@ export interface SqliteEventStoreOptions {
    * service has already opened and checked (the read side's) skips it.
    */
   integrityCheck?: boolean;
+  /**
+   * `thread`: commits (and their fsync) run in a thread of their own, so the event loop goes
+   * on meanwhile (the service); `inline` (the default): on the caller's thread.
+   */
+  writes?: 'inline' | 'thread';
 }
 
 interface QueuedAppend {
@@ -53,8 +67,12 @@ interface QueuedAppend {
   expected: ExpectedRevision;
   resolve: (result: AppendResult) => void;
   reject: (error: unknown) => void;
-  result?: AppendResult;
-  error?: unknown;
+}
+
+interface QueuedSnapshot {
+  snapshot: Snapshot;
+  resolve: () => void;
+  reject: (error: unknown) => void;
 }
 
 interface EventRow {
@@ -112,6 +130,7 @@ const DEFAULTS: Required<SqliteEventStoreOptions> = {
   synchronous: 'full',
   walCheckpoints: 'inline',
   integrityCheck: true,
+  writes: 'inline',
 };
 
 /**
@@ -128,15 +147,12 @@ export class SqliteEventStore implements EventStore, SnapshotStore, PollingSourc
   private closing: Promise<void> | undefined;
 
   private readonly statements: ReturnType<SqliteEventStore['prepareStatements']>;
-  /** Runs the queued appends in one IMMEDIATE transaction (one fsync for all of them). */
-  private readonly groupTransaction: (appends: QueuedAppend[]) => void;
-  /** One append inside the group: a SAVEPOINT, so its failure undoes only itself. */
-  private readonly appendSavepoint: (
-    streamId: string,
-    events: NewEvent[],
-    expected: ExpectedRevision,
-  ) => AppendResult;
+  private readonly writer: BatchWriter;
   private queuedAppends: QueuedAppend[] = [];
+  private queuedSnapshots: QueuedSnapshot[] = [];
+  private writeScheduled = false;
+  /** The batch being written; what is asked meanwhile waits for the next one. */
+  private writing?: Promise<void>;
   private stopCheckpoints?: () => Promise<void>;
   /** The last events this instance committed, positions without gaps (see `remember`). */
   private recent: RecordedEvent[] = [];
@@ -153,31 +169,21 @@ export class SqliteEventStore implements EventStore, SnapshotStore, PollingSourc
     this.db = new Database(filename);
     try {
       if (this.options.integrityCheck) this.assertIntact();
-      this.db.pragma('journal_mode = WAL');
-      this.db.pragma(`synchronous = ${this.options.synchronous === 'off' ? 'OFF' : 'FULL'}`);
-      this.db.pragma('foreign_keys = ON');
-      this.db.pragma(`busy_timeout = ${Math.trunc(this.options.busyTimeoutMs)}`);
-      if (this.options.walCheckpoints === 'background' && this.filename !== ':memory:') {
-        this.db.pragma(`wal_autocheckpoint = ${SAFETY_VALVE_PAGES}`);
-        this.stopCheckpoints = WalCheckpointer.register(this.filename);
-      }
-      // Integers come back as bigint everywhere, so a position never passes through a number.
-      this.db.defaultSafeIntegers(true);
+      const background = this.options.walCheckpoints === 'background' && filename !== ':memory:';
+      const connection = {
+        durable: this.options.synchronous === 'full',
+        busyTimeoutMs: this.options.busyTimeoutMs,
+        walValvePages: background ? SAFETY_VALVE_PAGES : undefined,
+      };
+      prepareWriteConnection(this.db, connection);
+      if (background) this.stopCheckpoints = WalCheckpointer.register(this.filename);
       this.migrate();
       this.statements = this.prepareStatements();
-      // IMMEDIATE takes the write lock before reading the revision: two writers, even in two
-      // processes, can never both see the same revision and both append after it.
-      this.appendSavepoint = this.db.transaction(this.appendInTransaction.bind(this));
-      const group = this.db.transaction((appends: QueuedAppend[]) => {
-        for (const append of appends) {
-          try {
-            append.result = this.appendSavepoint(append.streamId, append.events, append.expected);
-          } catch (error) {
-            append.error = error;
-          }
-        }
-      });
-      this.groupTransaction = group.immediate.bind(group);
+      this.writer =
+        // A memory or temporary database belongs to its one connection: written here.
+        this.options.writes === 'thread' && filename !== ':memory:' && filename !== ''
+          ? new SqliteWriterThread({ ...connection, filename })
+          : writeHere(new SqliteWriter(this.db, connection.durable));
     } catch (error) {
       this.db.close();
       throw error;
@@ -207,32 +213,80 @@ export class SqliteEventStore implements EventStore, SnapshotStore, PollingSourc
     return new Promise((resolve, reject) => {
       this.assertOpen();
       this.queuedAppends.push({ streamId, events, expected, resolve, reject });
-      if (this.queuedAppends.length === 1) setImmediate(() => this.commitQueuedAppends());
+      this.scheduleWrite();
     });
   }
 
-  private commitQueuedAppends(): void {
-    const appends = this.queuedAppends;
+  private scheduleWrite(): void {
+    if (this.writeScheduled || this.writing) return;
+    this.writeScheduled = true;
+    setImmediate(() => {
+      this.writeScheduled = false;
+      void this.writeQueued();
+    });
+  }
+
+  /** Writes everything waiting as one batch: batches are sized by what is waiting. */
+  private async writeQueued(): Promise<void> {
+    if (this.writing) return this.writing;
+    const appends: QueuedAppend[] = [];
+    const requests: AppendRequest[] = [];
+    for (const append of this.queuedAppends) {
+      try {
+        requests.push(toAppendRequest(append));
+        appends.push(append);
+      } catch (error) {
+        append.reject(error);
+      }
+    }
+    const snapshots = this.queuedSnapshots;
     this.queuedAppends = [];
-    // close() commits what was asked before it; the scheduled turn then finds nothing.
-    if (appends.length === 0) return;
+    this.queuedSnapshots = [];
+    if (appends.length === 0 && snapshots.length === 0) return;
+    this.writing = (async () => {
+      const outcome = await this.writer.write({
+        appends: requests,
+        snapshots: snapshots.map((queued) => queued.snapshot),
+      });
+      this.settle(appends, snapshots, outcome);
+    })();
     try {
-      this.groupTransaction(appends);
-    } catch (error) {
-      // The commit itself failed (disk full, I/O error): nothing of the group is durable.
+      await this.writing;
+    } finally {
+      this.writing = undefined;
+      if (this.queuedAppends.length + this.queuedSnapshots.length > 0) this.scheduleWrite();
+    }
+  }
+
+  private settle(appends: QueuedAppend[], snapshots: QueuedSnapshot[], outcome: BatchOutcome) {
+    if ('failed' in outcome) {
+      const error = writeError(outcome.failed);
       appends.forEach((append) => append.reject(error));
+      snapshots.forEach((snapshot) => snapshot.reject(error));
       return;
     }
     let wrote = false;
-    for (const append of appends) {
-      if (append.result !== undefined) {
+    appends.forEach((append, index) => {
+      const result = outcome.appends[index];
+      if ('written' in result) {
         wrote ||= append.events.length > 0;
-        this.remember(append.streamId, append.events, append.result);
-        append.resolve(append.result);
+        this.remember(append.streamId, append.events, result.written);
+        append.resolve(result.written);
+      } else if ('conflict' in result) {
+        append.reject(
+          new WrongExpectedRevisionError(append.streamId, append.expected, result.conflict),
+        );
+      } else if ('duplicateEventId' in result) {
+        append.reject(new DuplicateEventIdError(append.streamId, result.duplicateEventId));
       } else {
-        append.reject(append.error);
+        append.reject(writeError(result.failed));
       }
-    }
+    });
+    snapshots.forEach((snapshot, index) => {
+      const failure = outcome.snapshots[index];
+      if (failure) snapshot.reject(writeError(failure));
+      else snapshot.resolve();
+    });
     if (wrote) this.appended.notify();
   }
 
@@ -286,32 +340,23 @@ export class SqliteEventStore implements EventStore, SnapshotStore, PollingSourc
     };
   }
 
-  async saveSnapshot(snapshot: Snapshot): Promise<void> {
-    this.assertOpen();
-    // A snapshot can always be rebuilt from the events, so it need not wait for fsync: in WAL
-    // mode NORMAL cannot corrupt the file, and the next event append syncs it anyway.
-    if (this.options.synchronous === 'full') this.db.pragma('synchronous = NORMAL');
-    try {
-      this.saveSnapshotRow(snapshot);
-    } finally {
-      if (this.options.synchronous === 'full') this.db.pragma('synchronous = FULL');
-    }
-  }
-
-  private saveSnapshotRow(snapshot: Snapshot): void {
-    this.statements.saveSnapshot.run(
-      snapshot.streamId,
-      snapshot.revision,
-      snapshot.position,
-      snapshot.schemaVersion,
-      snapshot.state,
-    );
+  /** Rides along with the next batch of appends, or goes alone without an fsync. */
+  saveSnapshot(snapshot: Snapshot): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.assertOpen();
+      this.queuedSnapshots.push({ snapshot, resolve, reject });
+      this.scheduleWrite();
+    });
   }
 
   /** Stops every subscription (waiting for handlers in progress), then closes the file. */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      this.commitQueuedAppends();
+      // What was asked before close() is still written.
+      while (this.writing || this.queuedAppends.length + this.queuedSnapshots.length > 0) {
+        await this.writeQueued();
+      }
+      await this.writer.close();
       await Promise.all([...this.subscriptions].map((subscription) => subscription.stop()));
       await this.stopCheckpoints?.();
       this.db.close();
@@ -373,49 +418,6 @@ export class SqliteEventStore implements EventStore, SnapshotStore, PollingSourc
     return this.appended.waitForAppend(timeoutMs);
   }
 
-  private appendInTransaction(
-    streamId: string,
-    events: NewEvent[],
-    expected: ExpectedRevision,
-  ): AppendResult {
-    const current =
-      (this.statements.streamRevision.get(streamId) as bigint | undefined) ?? NO_REVISION;
-    const matches =
-      expected === 'any' ||
-      (expected === 'no_stream' ? current === NO_REVISION : expected === current);
-    if (!matches) throw new WrongExpectedRevisionError(streamId, expected, current);
-
-    if (events.length === 0) {
-      return {
-        nextExpectedRevision: current,
-        position: this.statements.headPosition.get() as bigint,
-      };
-    }
-
-    let revision = current;
-    let position = 0n;
-    for (const event of events) {
-      revision += 1n;
-      try {
-        position = this.statements.insertEvent.get(
-          event.eventId,
-          streamId,
-          revision,
-          event.type,
-          JSON.stringify(event.data),
-          JSON.stringify(event.metadata),
-        ) as bigint;
-      } catch (error) {
-        if (isUniqueViolation(error, 'events.event_id')) {
-          throw new DuplicateEventIdError(streamId, event.eventId);
-        }
-        throw error;
-      }
-    }
-    this.statements.upsertStream.run(streamId, revision);
-    return { nextExpectedRevision: revision, position };
-  }
-
   /**
    * Refuses a damaged file before anything is written on top of it: without this the service
    * started, answered from what it could read and failed later on the pages that were broken.
@@ -456,20 +458,7 @@ export class SqliteEventStore implements EventStore, SnapshotStore, PollingSourc
     const db = this.db;
     const eventColumns = 'position, event_id, stream_id, revision, type, data, metadata';
     return {
-      streamRevision: db
-        .prepare<[string], bigint>('SELECT revision FROM streams WHERE stream_id = ?')
-        .pluck(),
       headPosition: db.prepare<[], bigint>('SELECT coalesce(max(position), 0) FROM events').pluck(),
-      insertEvent: db
-        .prepare<[string, string, bigint, string, string, string], bigint>(
-          `INSERT INTO events (event_id, stream_id, revision, type, data, metadata)
-           VALUES (?, ?, ?, ?, ?, ?) RETURNING position`,
-        )
-        .pluck(),
-      upsertStream: db.prepare<[string, bigint]>(
-        `INSERT INTO streams (stream_id, revision) VALUES (?, ?)
-         ON CONFLICT (stream_id) DO UPDATE SET revision = excluded.revision`,
-      ),
       readStreamForwards: db.prepare<[string, bigint, number], EventRow>(
         `SELECT ${eventColumns} FROM events
          WHERE stream_id = ? AND revision >= ? ORDER BY revision ASC LIMIT ?`,
@@ -485,15 +474,6 @@ export class SqliteEventStore implements EventStore, SnapshotStore, PollingSourc
       loadSnapshot: db.prepare<[string], SnapshotRow>(
         `SELECT stream_id, revision, position, schema_version, state
          FROM snapshots WHERE stream_id = ?`,
-      ),
-      saveSnapshot: db.prepare<[string, bigint, bigint, number, string]>(
-        `INSERT INTO snapshots (stream_id, revision, position, schema_version, state)
-         VALUES (?, ?, ?, ?, ?)
-         ON CONFLICT (stream_id) DO UPDATE SET
-           revision = excluded.revision,
-           position = excluded.position,
-           schema_version = excluded.schema_version,
-           state = excluded.state`,
       ),
     };
   }
@@ -530,20 +510,27 @@ function toRecordedEvent(row: EventRow): RecordedEvent {
   };
 }
 
-function toLimit(maxCount: number | undefined): number {
-  return checkedMaxCount(maxCount) ?? NO_LIMIT;
+/** The event's data and metadata as JSON, for the writer (possibly in another thread). */
+function toAppendRequest({ streamId, events, expected }: QueuedAppend): AppendRequest {
+  return {
+    streamId,
+    expected,
+    events: events.map((event) => ({
+      eventId: event.eventId,
+      type: event.type,
+      data: JSON.stringify(event.data),
+      metadata: JSON.stringify(event.metadata),
+    })),
+  };
 }
 
-/**
- * By code, not `instanceof SqliteError`: the native addon throws the SqliteError class of
- * whichever copy of better-sqlite3 registered last (Jest loads one copy per test file).
- */
-function isUniqueViolation(error: unknown, column: string): boolean {
-  if (typeof error !== 'object' || error === null) return false;
-  const { code, message } = error as { code?: unknown; message?: unknown };
-  return (
-    code === 'SQLITE_CONSTRAINT_UNIQUE' && typeof message === 'string' && message.includes(column)
-  );
+/** A failed write as an Error again, with SQLite's code (SQLITE_FULL...) when it had one. */
+function writeError(failure: WriteFailure): Error {
+  return Object.assign(new Error(failure.message), failure.code ? { code: failure.code } : {});
+}
+
+function toLimit(maxCount: number | undefined): number {
+  return checkedMaxCount(maxCount) ?? NO_LIMIT;
 }
 
 /** The event store's file fails SQLite's integrity check: nothing may start on top of it. */

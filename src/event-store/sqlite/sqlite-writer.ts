@@ -1,0 +1,298 @@
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import type Database from 'better-sqlite3';
+import { workerScript } from '../../threads/worker-script';
+import {
+  type AppendResult,
+  type ExpectedRevision,
+  NO_REVISION,
+  type Snapshot,
+} from '../event-store';
+
+/** One append as the writer takes it: its events' data and metadata already JSON. */
+export interface AppendRequest {
+  streamId: string;
+  expected: ExpectedRevision;
+  events: { eventId: string; type: string; data: string; metadata: string }[];
+}
+
+/** Why a write failed, as plain data: it may cross from a thread. */
+export interface WriteFailure {
+  message: string;
+  code?: string;
+}
+
+export type AppendOutcome =
+  | { written: AppendResult }
+  | { conflict: bigint }
+  | { duplicateEventId: string }
+  | { failed: WriteFailure };
+
+/** What waits to be written: appends, and snapshots that ride along in the same commit. */
+export interface WriteBatch {
+  appends: AppendRequest[];
+  snapshots: Snapshot[];
+}
+
+/** Each append's and snapshot's outcome, or the commit's failure (then nothing is written). */
+export type BatchOutcome =
+  { appends: AppendOutcome[]; snapshots: (WriteFailure | null)[] } | { failed: WriteFailure };
+
+/**
+ * Writes a batch in one IMMEDIATE transaction, so one fsync for all of it (group commit
+ * across streams). Each append is a SAVEPOINT of its own: a conflict or a duplicate event id
+ * undoes only that append. IMMEDIATE takes the write lock before any revision is read, so
+ * two writers, even in two processes, never both append after the same revision. The same
+ * code runs on the service's thread or in the writer's thread (`sqlite-writer.worker.ts`).
+ */
+export class SqliteWriter {
+  private readonly statements: ReturnType<typeof prepareWrites>;
+  private readonly commitGroup: (batch: WriteBatch) => BatchOutcome;
+  private readonly appendOne: (append: AppendRequest) => AppendResult;
+  private readonly saveOne: (snapshot: Snapshot) => void;
+
+  constructor(
+    private readonly db: Database.Database,
+    private readonly durable: boolean,
+  ) {
+    this.statements = prepareWrites(db);
+    this.appendOne = db.transaction((append: AppendRequest) => this.append(append));
+    this.saveOne = db.transaction((snapshot: Snapshot) => this.saveSnapshot(snapshot));
+    const group = db.transaction((batch: WriteBatch) => ({
+      appends: batch.appends.map((append) => this.outcomeOf(append)),
+      snapshots: batch.snapshots.map((snapshot) => {
+        try {
+          this.saveOne(snapshot);
+          return null;
+        } catch (error) {
+          return failureOf(error);
+        }
+      }),
+    }));
+    this.commitGroup = group.immediate.bind(group);
+  }
+
+  write(batch: WriteBatch): BatchOutcome {
+    // Snapshots alone need no fsync: one can always be rebuilt from the events, WAL mode with
+    // NORMAL cannot corrupt the file, and the next append's commit syncs it anyway.
+    const relaxed = this.durable && batch.appends.length === 0;
+    if (relaxed) this.db.pragma('synchronous = NORMAL');
+    try {
+      return this.commitGroup(batch);
+    } catch (error) {
+      // The commit itself failed (disk full, I/O error): nothing of the batch is durable.
+      return { failed: failureOf(error) };
+    } finally {
+      if (relaxed) this.db.pragma('synchronous = FULL');
+    }
+  }
+
+  private outcomeOf(append: AppendRequest): AppendOutcome {
+    try {
+      return { written: this.appendOne(append) };
+    } catch (error) {
+      if (error instanceof Conflict) return { conflict: error.actual };
+      if (error instanceof DuplicateId) return { duplicateEventId: error.eventId };
+      return { failed: failureOf(error) };
+    }
+  }
+
+  private append({ streamId, expected, events }: AppendRequest): AppendResult {
+    const current = this.statements.streamRevision.get(streamId) ?? NO_REVISION;
+    const matches =
+      expected === 'any' ||
+      (expected === 'no_stream' ? current === NO_REVISION : expected === current);
+    if (!matches) throw new Conflict(current);
+    if (events.length === 0) {
+      return { nextExpectedRevision: current, position: this.statements.headPosition.get()! };
+    }
+    let revision = current;
+    let position = 0n;
+    for (const event of events) {
+      revision += 1n;
+      try {
+        position = this.statements.insertEvent.get(
+          event.eventId,
+          streamId,
+          revision,
+          event.type,
+          event.data,
+          event.metadata,
+        )!;
+      } catch (error) {
+        if (isUniqueViolation(error, 'events.event_id')) throw new DuplicateId(event.eventId);
+        throw error;
+      }
+    }
+    this.statements.upsertStream.run(streamId, revision);
+    return { nextExpectedRevision: revision, position };
+  }
+
+  private saveSnapshot(snapshot: Snapshot): void {
+    this.statements.saveSnapshot.run(
+      snapshot.streamId,
+      snapshot.revision,
+      snapshot.position,
+      snapshot.schemaVersion,
+      snapshot.state,
+    );
+  }
+}
+
+class Conflict extends Error {
+  constructor(readonly actual: bigint) {
+    super('wrong expected revision');
+  }
+}
+
+class DuplicateId extends Error {
+  constructor(readonly eventId: string) {
+    super('duplicate event id');
+  }
+}
+
+function prepareWrites(db: Database.Database) {
+  return {
+    streamRevision: db
+      .prepare<[string], bigint>('SELECT revision FROM streams WHERE stream_id = ?')
+      .pluck(),
+    headPosition: db.prepare<[], bigint>('SELECT coalesce(max(position), 0) FROM events').pluck(),
+    insertEvent: db
+      .prepare<[string, string, bigint, string, string, string], bigint>(
+        `INSERT INTO events (event_id, stream_id, revision, type, data, metadata)
+         VALUES (?, ?, ?, ?, ?, ?) RETURNING position`,
+      )
+      .pluck(),
+    upsertStream: db.prepare<[string, bigint]>(
+      `INSERT INTO streams (stream_id, revision) VALUES (?, ?)
+       ON CONFLICT (stream_id) DO UPDATE SET revision = excluded.revision`,
+    ),
+    saveSnapshot: db.prepare<[string, bigint, bigint, number, string]>(
+      `INSERT INTO snapshots (stream_id, revision, position, schema_version, state)
+       VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (stream_id) DO UPDATE SET
+         revision = excluded.revision,
+         position = excluded.position,
+         schema_version = excluded.schema_version,
+         state = excluded.state`,
+    ),
+  };
+}
+
+function failureOf(error: unknown): WriteFailure {
+  const code = (error as { code?: unknown } | null)?.code;
+  return {
+    message: error instanceof Error ? error.message : String(error),
+    ...(typeof code === 'string' ? { code } : {}),
+  };
+}
+
+/**
+ * By code, not `instanceof SqliteError`: the native addon throws the SqliteError class of
+ * whichever copy of better-sqlite3 registered last (Jest loads one copy per test file).
+ */
+function isUniqueViolation(error: unknown, column: string): boolean {
+  if (typeof error !== 'object' || error === null) return false;
+  const { code, message } = error as { code?: unknown; message?: unknown };
+  return (
+    code === 'SQLITE_CONSTRAINT_UNIQUE' && typeof message === 'string' && message.includes(column)
+  );
+}
+
+export interface WriteConnectionOptions {
+  /** synchronous=FULL (an append is on disk when it returns); false only for bench datasets. */
+  durable: boolean;
+  busyTimeoutMs: number;
+  /** Raise SQLite's own checkpoint to this many pages: a thread copies the log back. */
+  walValvePages?: number;
+}
+
+/** The settings of a connection that writes events, wherever it runs. */
+export function prepareWriteConnection(db: Database.Database, options: WriteConnectionOptions) {
+  db.pragma('journal_mode = WAL');
+  db.pragma(`synchronous = ${options.durable ? 'FULL' : 'OFF'}`);
+  db.pragma('foreign_keys = ON');
+  db.pragma(`busy_timeout = ${Math.trunc(options.busyTimeoutMs)}`);
+  if (options.walValvePages !== undefined) {
+    db.pragma(`wal_autocheckpoint = ${options.walValvePages}`);
+  }
+  // Integers come back as bigint everywhere, so a position never passes through a number.
+  db.defaultSafeIntegers(true);
+}
+
+/** Where a store's batches are written: on its own thread, or in the writer's thread. */
+export interface BatchWriter {
+  write(batch: WriteBatch): Promise<BatchOutcome>;
+  close(): Promise<void>;
+}
+
+export const writeHere = (writer: SqliteWriter): BatchWriter => ({
+  write: async (batch) => writer.write(batch),
+  close: async () => undefined,
+});
+
+/** What the writer's thread is told: a batch to write, or to close its connection. */
+export type WriterOrder = { batch: WriteBatch } | { close: true };
+
+/**
+ * The writer's thread (`sqlite-writer.worker.ts`) owns a connection of its own and runs the
+ * SqliteWriter there, so that the commit and its fsync never hold the service's event loop:
+ * requests keep coming in and the next batch fills meanwhile. One batch at a time. If the
+ * thread dies, the batch in hand fails (the caller reloads and retries as after any failed
+ * write) and the next batch starts a new thread.
+ */
+export class SqliteWriterThread implements BatchWriter {
+  private worker?: Worker;
+  private waiting?: { worker: Worker; resolve: (outcome: BatchOutcome) => void };
+
+  constructor(private readonly options: WriteConnectionOptions & { filename: string }) {}
+
+  write(batch: WriteBatch): Promise<BatchOutcome> {
+    if (this.waiting) throw new Error('the writer thread takes one batch at a time');
+    const worker = (this.worker ??= this.start());
+    return new Promise((resolve) => {
+      this.waiting = { worker, resolve };
+      // Referenced only while a batch is in hand: an idle writer keeps no process alive.
+      worker.ref();
+      worker.postMessage({ batch } satisfies WriterOrder);
+    });
+  }
+
+  async close(): Promise<void> {
+    const worker = this.worker;
+    if (!worker) return;
+    this.worker = undefined;
+    const exited = new Promise((resolve) => worker.once('exit', resolve));
+    worker.ref();
+    worker.postMessage({ close: true } satisfies WriterOrder);
+    await exited;
+  }
+
+  private start(): Worker {
+    const script = workerScript(join(__dirname, 'sqlite-writer.worker'));
+    const worker = new Worker(script.filename, {
+      eval: script.eval ?? false,
+      workerData: this.options,
+    });
+    worker.on('message', (outcome: BatchOutcome) => {
+      worker.unref();
+      this.answer(worker, outcome);
+    });
+    worker.on('error', (error) => this.answer(worker, { failed: failureOf(error) }));
+    worker.on('exit', (code) => {
+      if (this.worker === worker) this.worker = undefined;
+      this.answer(worker, {
+        failed: { message: `the event store's writer thread exited (${code})` },
+      });
+    });
+    return worker;
+  }
+
+  /** Only the thread a batch went to answers for it (an old thread may still be exiting). */
+  private answer(worker: Worker, outcome: BatchOutcome) {
+    if (this.waiting?.worker !== worker) return;
+    const { resolve } = this.waiting;
+    this.waiting = undefined;
+    resolve(outcome);
+  }
+}
