@@ -201,9 +201,10 @@ export class SqliteEventStore implements EventStore, SnapshotStore, PollingSourc
   }
 
   /**
-   * Appends asked for in the same turn of the event loop (typically by many organizations'
-   * queues at once) share one transaction and one fsync: group commit across streams. Each
-   * still succeeds or fails on its own, and none resolves before the commit is on disk.
+   * Appends asked for in the same turn of the event loop, or while the batch before was
+   * being written (typically by many organizations' queues at once), share one transaction
+   * and one fsync: group commit across streams. Each still succeeds or fails on its own, and
+   * none resolves before the commit is on disk.
    */
   appendToStream(
     streamId: string,
