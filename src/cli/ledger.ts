@@ -4,7 +4,7 @@ import type { DataSource } from 'typeorm';
 import { PROJECTIONS } from '../../projections';
 import { verifyOrganization } from '../audit/verify';
 import { ConfigError, loadConfig } from '../config/config';
-import { openEventStore } from '../event-store/event-store.module';
+import { openEventStore } from '../event-store/open-event-store';
 import type { EventStore } from '../event-store/event-store';
 import { isIdentifier, organizationStreamId } from '../ledger/identifiers';
 import { balanceAt } from '../ledger/organization/balance';

@@ -2,10 +2,10 @@ import { parentPort, workerData } from 'node:worker_threads';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { PROJECTIONS } from '../../projections';
 import type { LedgerConfig } from '../config/config';
-import { openEventStore } from '../event-store/event-store.module';
+import { openEventStore } from '../event-store/open-event-store';
 import { connectWhenReachable } from '../nats/connection';
 import { ledgerPublisher } from '../nats/jetstream-publisher';
-import { CrashPoints } from '../write/crash-points';
+import { crashAt } from '../write/crash-at';
 import { checkpointInBackground, readModelDataSource } from './read-model-database';
 import { ProjectionRunner } from './projection-runner';
 import type { ReadSideOrder, ReadSideReport } from './read-side-thread';
@@ -24,9 +24,8 @@ async function runReadSide() {
   const store = await openEventStore(config, { reader: true });
   const database = await readModelDataSource(config, { migrate: false }).initialize();
   const stopCheckpoints = await checkpointInBackground(database);
-  const crashPoints = new CrashPoints(config);
   const runner = new ProjectionRunner(store, database, PROJECTIONS, {
-    beforeCheckpoint: () => crashPoints.reach('projection:before-checkpoint'),
+    beforeCheckpoint: () => crashAt(config, 'projection:before-checkpoint'),
     onError: (error) => log('error', `projection batch failed, will retry: ${String(error)}`),
   });
   runner.progress.onAdvance((position) =>

@@ -1,22 +1,13 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { LEDGER_CONFIG, type LedgerConfig } from '../config/config';
+import { crashAt, type CrashPointName } from './crash-at';
 
-/**
- * Named places where a crash would hurt most (between the two writes of a transfer...).
- * The crash tests set LEDGER_CRASH_AT to one of them and the process dies there, as a
- * power cut would; without it this does nothing.
- */
-export type CrashPointName =
-  | 'transfer:after-out'
-  | 'sign-up:after-user'
-  | 'projection:before-checkpoint'
-  | 'group-commit:after-append';
-
+/** The crash points (`crash-at.ts`) for the providers of the service's own thread. */
 @Injectable()
 export class CrashPoints {
   constructor(@Inject(LEDGER_CONFIG) private readonly config: LedgerConfig) {}
 
   reach(name: CrashPointName): void {
-    if (this.config.crashAt === name) process.kill(process.pid, 'SIGKILL');
+    crashAt(this.config, name);
   }
 }

@@ -5,7 +5,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import type { DataSource } from 'typeorm';
 import { loadConfig, type LedgerConfig } from '../../src/config/config';
 import type { EventStore } from '../../src/event-store/event-store';
-import { openEventStore } from '../../src/event-store/event-store.module';
+import { openEventStore } from '../../src/event-store/open-event-store';
 import { LEDGER_ACTOR } from '../../src/ledger/actor';
 import { LEDGER_EVENTS_STREAM } from '../../src/nats/jetstream-publisher';
 import { readModelDataSource } from '../../src/read/read-model-database';
