@@ -221,7 +221,10 @@ export class SqliteEventStore implements EventStore, SnapshotStore, PollingSourc
   private scheduleWrite(): void {
     if (this.writeScheduled || this.writing) return;
     this.writeScheduled = true;
-    setImmediate(() => {
+    // Inline, the commit blocks: wait for the turn's other appends to share it. In a thread,
+    // send at once: what arrives during the commit goes together in the next one.
+    const soon = this.writer instanceof SqliteWriterThread ? queueMicrotask : setImmediate;
+    soon(() => {
       this.writeScheduled = false;
       void this.writeQueued();
     });
