@@ -16,7 +16,7 @@ import { freePort, startService, type ServiceProcess } from '../test/support/ser
 import { serviceToken, TEST_SECRET, tokenFor } from '../test/support/tokens';
 import { historyDataset, manyOrganizationsDataset } from './datasets';
 import { peakRssMb, runLoad } from './support/processes';
-import { topFunctions } from './support/profile';
+import { threadProfiles } from './support/profile';
 import type { LoadReport } from './support/stats';
 
 export interface Row {
@@ -136,9 +136,13 @@ async function withService<T>(
   } finally {
     await service.stop();
     if (profiling) {
-      process.stderr.write('bench: where the service spent its time (self time):\n');
-      for (const { name, share } of topFunctions(profileDir)) {
-        process.stderr.write(`  ${(share * 100).toFixed(1).padStart(5)}%  ${name}\n`);
+      for (const { thread, busy, top } of threadProfiles(profileDir)) {
+        process.stderr.write(
+          `bench: ${thread} thread, busy ${(busy * 100).toFixed(0)}% of the time; its running time (self time):\n`,
+        );
+        for (const { name, share } of top) {
+          process.stderr.write(`  ${(share * 100).toFixed(1).padStart(5)}%  ${name}\n`);
+        }
       }
     }
     rmSync(dataDir, { recursive: true, force: true });
@@ -631,7 +635,7 @@ function ledgerCli(dataDir: string, args: string[]): Promise<number> {
   });
 }
 
-/** `--profile`: run the service under `node --cpu-prof` and print its top functions. */
+/** `--profile`: run the service under `node --cpu-prof` and print each thread's top functions. */
 let profiling = false;
 
 /** The hot scenario's rate, for the latency scenario that runs at half of it. */
@@ -652,7 +656,10 @@ async function main(): Promise<void> {
     .option('--only <names>', `comma-separated scenarios: ${Object.keys(scenarios).join(', ')}`)
     .option('--seconds <n>', 'measured seconds per load', '10')
     .option('--warmup <n>', 'warm-up seconds per load', '3')
-    .option('--profile', 'profile the service (node --cpu-prof) and print its top functions')
+    .option(
+      '--profile',
+      "profile the service (node --cpu-prof) and print each thread's top functions",
+    )
     .option('--latency-rate <n>', 'charges/s of the latency scenario without the hot one', '1500')
     .option('--node-options <flags>', 'NODE_OPTIONS for the measured services (V8 flags, say)')
     .parse();
