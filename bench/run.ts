@@ -400,7 +400,9 @@ const scenarios: Record<string, Scenario> = {
         // the whole path), so that the old one's first charge times loading it, not the start.
         const coldNew = await timedCharge(nc, 'fresh', `cold-${Date.now()}`);
         for (let i = 0; i < 200; i += 1) await timedCharge(nc, 'fresh', `warm-${Date.now()}-${i}`);
+        const loadedBefore = await snapshotLoadSeconds(service);
         const coldOld = await timedCharge(nc, 'history', `cold-${Date.now()}`);
+        const loadMs = ((await snapshotLoadSeconds(service)) - loadedBefore) * 1000;
         const old: number[] = [];
         const fresh: number[] = [];
         for (let i = 0; i < 400; i += 1) {
@@ -413,7 +415,7 @@ const scenarios: Record<string, Scenario> = {
           target: 'latency within 1.25x; cold load <= 50 ms',
           p50: median(old.slice(100)),
           peakRssMb: peakRssMb(service.child.pid!),
-          measured: `${ratio.toFixed(2)}x (p50 ${median(old.slice(100)).toFixed(2)} vs ${median(fresh.slice(100)).toFixed(2)} ms); cold load ${coldOld.toFixed(1)} ms (the first charge after start, new org: ${coldNew.toFixed(1)} ms)`,
+          measured: `${ratio.toFixed(2)}x (p50 ${median(old.slice(100)).toFixed(2)} vs ${median(fresh.slice(100)).toFixed(2)} ms); cold load ${coldOld.toFixed(1)} ms, of which loading it ${loadMs.toFixed(1)} ms (the first charge after start, new org: ${coldNew.toFixed(1)} ms)`,
           met: ratio <= 1.25 && coldOld <= 50,
         });
 
@@ -538,6 +540,12 @@ async function metricsOf(service: ServiceProcess): Promise<(name: string) => num
     const line = text.split('\n').find((candidate) => candidate.startsWith(`${name} `));
     return line ? Number(line.slice(name.length + 1)) : Number.NaN;
   };
+}
+
+/** Seconds the service has spent loading organizations from their snapshots, since start. */
+async function snapshotLoadSeconds(service: ServiceProcess): Promise<number> {
+  const metric = await metricsOf(service);
+  return metric('ledger_aggregate_load_seconds_sum{aggregate="organization",from="snapshot"}') || 0;
 }
 
 /** Where a service's memory is: V8 heap used and total, and external. */

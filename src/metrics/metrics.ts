@@ -31,6 +31,14 @@ export class LedgerMetrics {
     registers: [this.registry],
   });
 
+  readonly loadSeconds = new Histogram({
+    name: 'ledger_aggregate_load_seconds',
+    help: 'Time to load an aggregate that was not in the cache, from a snapshot or from its events',
+    labelNames: ['aggregate', 'from'] as const,
+    buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1],
+    registers: [this.registry],
+  });
+
   readonly conflicts = new Counter({
     name: 'ledger_append_conflicts_total',
     help: 'Batches redone because another writer moved the stream',

@@ -69,6 +69,8 @@ export interface WriterObserver {
   decided(outcome: 'written' | 'replayed' | 'rejected' | 'failed', count: number): void;
   appended(commands: number, seconds: number): void;
   conflicted(): void;
+  /** An aggregate not in the cache was loaded: from its snapshot (and the events after it), or from its events alone. */
+  loaded(from: 'snapshot' | 'events', seconds: number): void;
 }
 
 /** Stream revisions may move under us when another process writes: redo the batch this often. */
@@ -239,6 +241,7 @@ export class AggregateWriter<State, Command, Event extends DomainEvent> {
   private async load(id: string): Promise<Loaded<State>> {
     const cached = this.cache.get(id);
     if (cached) return cached;
+    const started = performance.now();
     const streamId = this.type.streamId(id);
     let loaded: Loaded<State> = {
       state: this.type.initialState(),
@@ -273,6 +276,10 @@ export class AggregateWriter<State, Command, Event extends DomainEvent> {
       }
       if (page.length < READ_PAGE) break;
     }
+    this.options.observer?.loaded(
+      loaded.snapshotRevision === NO_REVISION ? 'events' : 'snapshot',
+      (performance.now() - started) / 1000,
+    );
     // A write may have finished while we read: keep whichever is newer.
     const meanwhile = this.cache.get(id);
     if (meanwhile && meanwhile.revision >= loaded.revision) return meanwhile;

@@ -109,5 +109,6 @@ function observe(metrics: LedgerMetrics, aggregate: string): WriterObserver {
       metrics.appendSeconds.observe({ aggregate }, seconds);
     },
     conflicted: () => metrics.conflicts.inc({ aggregate }),
+    loaded: (from, seconds) => metrics.loadSeconds.observe({ aggregate, from }, seconds),
   };
 }

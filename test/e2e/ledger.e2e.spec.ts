@@ -430,7 +430,7 @@ describe('credit ledger over HTTP', () => {
     await http.get('/v1/organizations/nobody/balance').expect(404);
   });
 
-  it('counts commands and group-commit batches in /metrics', async () => {
+  it('counts commands, group-commit batches and loads from the store in /metrics', async () => {
     const metrics = await http.get('/metrics').expect(200);
     expect(metrics.headers['content-type']).toContain('text/plain');
     const count = (outcome: string) =>
@@ -443,6 +443,9 @@ describe('credit ledger over HTTP', () => {
     expect(count('replayed')).toBeGreaterThan(3);
     expect(count('rejected')).toBeGreaterThan(3);
     expect(metrics.text).toContain('ledger_batch_commands_bucket');
+    expect(metrics.text).toMatch(
+      /ledger_aggregate_load_seconds_count\{aggregate="organization",from="events"\} [1-9]/,
+    );
   });
 
   it('serves /health and the OpenAPI document', async () => {

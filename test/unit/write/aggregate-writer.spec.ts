@@ -1,7 +1,11 @@
 import { SqliteEventStore } from '../../../src/event-store/sqlite/sqlite-event-store';
 import { LedgerError } from '../../../src/ledger/errors';
 import { availableCredits } from '../../../src/ledger/organization/burn-down';
-import { AggregateWriter, type CommandContext } from '../../../src/write/aggregate-writer';
+import {
+  AggregateWriter,
+  type CommandContext,
+  type WriterObserver,
+} from '../../../src/write/aggregate-writer';
 import { organizationAggregate } from '../../../src/write/writers';
 import { TestClock } from '../../support/ledger-app';
 
@@ -11,7 +15,12 @@ describe('the write pipeline (group commit per organization)', () => {
   let store: SqliteEventStore;
   const clock = new TestClock();
   const writer = (
-    options: Partial<{ cacheSize: number; snapshotEvery: number; snapshotSliceMs: number }> = {},
+    options: Partial<{
+      cacheSize: number;
+      snapshotEvery: number;
+      snapshotSliceMs: number;
+      observer: WriterObserver;
+    }> = {},
   ) =>
     new AggregateWriter(organizationAggregate, store, store, clock, {
       cacheSize: 100,
@@ -173,6 +182,32 @@ describe('the write pipeline (group commit per organization)', () => {
     expect(availableCredits(loaded.state, clock.now())).toBe(975);
     const replay = await charge(restarted, 'big', 'r3');
     expect(replay.answer.replayed).toBe(true);
+  });
+
+  it('reports how long each load from the store took, and whether it started from a snapshot', async () => {
+    const first = writer({ snapshotEvery: 10 });
+    await organizationWith(first, 'big', 1000);
+    for (let i = 0; i < 25; i++) await charge(first, 'big', `r${i}`);
+    await first.snapshotsWritten();
+
+    const loads: [string, number][] = [];
+    const observer: WriterObserver = {
+      decided: () => undefined,
+      appended: () => undefined,
+      conflicted: () => undefined,
+      loaded: (from, seconds) => void loads.push([from, seconds]),
+    };
+    const restarted = writer({ snapshotEvery: 10, observer });
+    await restarted.read('big');
+    await restarted.read('big');
+    await organizationWith(restarted, 'new', 10);
+
+    // The second read of 'big' came from the cache: no load.
+    expect(loads.map(([from]) => from)).toEqual(['snapshot', 'events']);
+    for (const [, seconds] of loads) {
+      expect(seconds).toBeGreaterThan(0);
+      expect(seconds).toBeLessThan(5);
+    }
   });
 
   it('snapshots a large organization less often, so snapshot cost per charge stays flat', async () => {
