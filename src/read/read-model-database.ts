@@ -43,12 +43,19 @@ export function readModelDataSource(
 }
 
 /**
- * For the connection that writes the read models: on SQLite, their write-ahead log is copied
- * back from the checkpointer's thread, not inside a projection's commit. Returns the stop.
+ * On SQLite, the read models' write-ahead log is copied back by the process's checkpointer
+ * thread, not inside a projection's commit: the connection that writes them keeps SQLite's
+ * own checkpoint only as a valve (see WalCheckpointer).
  */
-export async function checkpointInBackground(dataSource: DataSource): Promise<() => Promise<void>> {
+export async function raiseCheckpointValve(writer: DataSource): Promise<void> {
+  if (dialectOf(writer) === 'sqlite') {
+    await writer.query(`PRAGMA wal_autocheckpoint = ${SAFETY_VALVE_PAGES}`);
+  }
+}
+
+/** Hands the read models' file to the process's checkpointer thread; returns the stop. */
+export function checkpointReadModels(dataSource: DataSource): () => Promise<void> {
   if (dialectOf(dataSource) !== 'sqlite') return async () => undefined;
-  await dataSource.query(`PRAGMA wal_autocheckpoint = ${SAFETY_VALVE_PAGES}`);
   return WalCheckpointer.register(String(dataSource.options.database));
 }
 

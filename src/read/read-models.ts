@@ -14,7 +14,7 @@ import { unavailable } from '../ledger/errors';
 import { CrashPoints } from '../write/crash-points';
 import type { Progress } from './progress';
 import { ProjectionRunner } from './projection-runner';
-import { checkpointInBackground } from './read-model-database';
+import { checkpointReadModels, raiseCheckpointValve } from './read-model-database';
 import type { WorkerScript } from '../threads/worker-script';
 import { READ_SIDE_WORKER, ReadSideThread } from './read-side-thread';
 
@@ -70,8 +70,10 @@ export class ReadModels implements OnApplicationBootstrap, OnApplicationShutdown
   }
 
   async onApplicationBootstrap() {
+    // Wherever the projections write from, this process's checkpointer thread copies the log.
+    this.stopCheckpoints = checkpointReadModels(this.database);
     if (this.runner) {
-      this.stopCheckpoints = await checkpointInBackground(this.database);
+      await raiseCheckpointValve(this.database);
       await this.runner.start();
     }
     await this.thread?.start();

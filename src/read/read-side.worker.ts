@@ -6,7 +6,7 @@ import { openEventStore } from '../event-store/open-event-store';
 import { connectWhenReachable } from '../nats/connection';
 import { ledgerPublisher } from '../nats/jetstream-publisher';
 import { crashAt } from '../write/crash-at';
-import { checkpointInBackground, readModelDataSource } from './read-model-database';
+import { raiseCheckpointValve, readModelDataSource } from './read-model-database';
 import { ProjectionRunner } from './projection-runner';
 import type { ReadSideOrder, ReadSideReport } from './read-side-thread';
 
@@ -23,7 +23,8 @@ const log = (level: 'log' | 'warn' | 'error', message: string) =>
 async function runReadSide() {
   const store = await openEventStore(config, { reader: true });
   const database = await readModelDataSource(config, { migrate: false }).initialize();
-  const stopCheckpoints = await checkpointInBackground(database);
+  // The service's checkpointer thread copies the log back: one such thread per process.
+  await raiseCheckpointValve(database);
   const runner = new ProjectionRunner(store, database, PROJECTIONS, {
     beforeCheckpoint: () => crashAt(config, 'projection:before-checkpoint'),
     onError: (error) => log('error', `projection batch failed, will retry: ${String(error)}`),
@@ -59,7 +60,6 @@ async function runReadSide() {
         await publisher.stop();
         await connecting;
         await connection?.close();
-        await stopCheckpoints();
         await database.destroy();
         await store.close();
         process.exit(0);
