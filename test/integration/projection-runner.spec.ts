@@ -8,6 +8,7 @@ import { rebuildProjections } from '../../src/read/rebuild';
 import { AggregateWriter } from '../../src/write/aggregate-writer';
 import { organizationAggregate } from '../../src/write/writers';
 import { newDataDir, removeDataDir, TestClock } from '../support/ledger-app';
+import { createOrganization, grantCredits } from '../support/organization-commands';
 import { createTestDatabase } from '../support/postgres';
 
 const context = { actor: LEDGER_ACTOR, correlationId: 'test' };
@@ -50,22 +51,9 @@ describe.each(['sqlite', 'postgres'] as const)('projection runner on %s', (datab
     const writer = organizations();
     const run = (command: Parameters<typeof writer.execute>[1]) =>
       writer.execute('acme', command, context, () => undefined);
-    await run({
-      type: 'CreateOrganization',
-      organizationId: 'acme',
-      name: 'Acme',
-      kind: 'company',
-      ownerUserId: 'olga',
-    });
+    await run(createOrganization('acme'));
     await run({ type: 'AddMember', userId: 'bob', role: 'member', actor: LEDGER_ACTOR });
-    await run({
-      type: 'GrantCredits',
-      grantId: 'g',
-      amount: 100,
-      source: 'purchase',
-      priority: 100,
-      expiresAt: null,
-    });
+    await run(grantCredits(100));
     await run({
       type: 'ChargeCharmRun',
       runId: 'r1',
@@ -196,21 +184,8 @@ describe.each(['sqlite', 'postgres'] as const)('projection runner on %s', (datab
     const writer = organizations();
     const run = (command: Parameters<typeof writer.execute>[1]) =>
       writer.execute('acme', command, context, () => undefined);
-    await run({
-      type: 'CreateOrganization',
-      organizationId: 'acme',
-      name: 'Acme',
-      kind: 'company',
-      ownerUserId: 'olga',
-    });
-    await run({
-      type: 'GrantCredits',
-      grantId: 'g',
-      amount: 100,
-      source: 'purchase',
-      priority: 100,
-      expiresAt: null,
-    });
+    await run(createOrganization('acme'));
+    await run(grantCredits(100));
     await run({
       type: 'ChargeCharmRun',
       runId: 'r1',
@@ -230,21 +205,8 @@ describe.each(['sqlite', 'postgres'] as const)('projection runner on %s', (datab
     const writer = organizations();
     const run = (command: Parameters<typeof writer.execute>[1]) =>
       writer.execute('acme', command, context, () => undefined);
-    await run({
-      type: 'CreateOrganization',
-      organizationId: 'acme',
-      name: 'Acme',
-      kind: 'company',
-      ownerUserId: 'olga',
-    });
-    await run({
-      type: 'GrantCredits',
-      grantId: 'g',
-      amount: 100,
-      source: 'purchase',
-      priority: 100,
-      expiresAt: null,
-    });
+    await run(createOrganization('acme'));
+    await run(grantCredits(100));
     for (let i = 0; i < 20; i++) {
       await run({
         type: 'ChargeCharmRun',

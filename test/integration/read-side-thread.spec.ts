@@ -14,6 +14,7 @@ import type { WorkerScript } from '../../src/threads/worker-script';
 import { AggregateWriter } from '../../src/write/aggregate-writer';
 import { organizationAggregate } from '../../src/write/writers';
 import { newDataDir, removeDataDir, TestClock } from '../support/ledger-app';
+import { createOrganization, grantCredits } from '../support/organization-commands';
 import { TEST_SECRET } from '../support/tokens';
 
 const NATS_URL = process.env.TEST_NATS_URL ?? 'nats://127.0.0.1:4222';
@@ -76,21 +77,8 @@ describe('the read side in its own thread', () => {
     organizations.execute(organization, command, context, () => undefined);
 
   async function openWithCredits(amount: number) {
-    await run({
-      type: 'CreateOrganization',
-      organizationId: organization,
-      name: 'Acme',
-      kind: 'company',
-      ownerUserId: 'olga',
-    });
-    await run({
-      type: 'GrantCredits',
-      grantId: 'g',
-      amount,
-      source: 'purchase',
-      priority: 100,
-      expiresAt: null,
-    });
+    await run(createOrganization(organization));
+    await run(grantCredits(amount));
   }
 
   const charge = (runId: string, amount: number) =>
