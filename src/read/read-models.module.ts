@@ -12,7 +12,6 @@ import {
 } from './queries';
 import { readModelDataSource } from './read-model-database';
 import { READ_MODEL_DATABASE, ReadModels } from './read-models';
-import { READ_SIDE_WORKER, readSideWorker } from './read-side-thread';
 
 /** The read models' database, the projection runner, and the queries answered from them. */
 @Global()
@@ -31,7 +30,6 @@ import { READ_SIDE_WORKER, readSideWorker } from './read-side-thread';
       inject: [LEDGER_CONFIG, EVENT_STORE],
       useFactory: (config: LedgerConfig) => readModelDataSource(config).initialize(),
     },
-    { provide: READ_SIDE_WORKER, useFactory: () => readSideWorker() },
     ReadModels,
   ],
   exports: [ReadModels, READ_MODEL_DATABASE],

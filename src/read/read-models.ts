@@ -15,8 +15,7 @@ import { CrashPoints } from '../write/crash-points';
 import type { Progress } from './progress';
 import { ProjectionRunner } from './projection-runner';
 import { checkpointReadModels, raiseCheckpointValve } from './read-model-database';
-import type { WorkerScript } from '../threads/worker-script';
-import { READ_SIDE_WORKER, ReadSideThread } from './read-side-thread';
+import { ReadSideThread } from './read-side-thread';
 
 export const READ_MODEL_DATABASE = Symbol('READ_MODEL_DATABASE');
 
@@ -39,7 +38,6 @@ export class ReadModels implements OnApplicationBootstrap, OnApplicationShutdown
     @Inject(READ_MODEL_DATABASE) readonly database: DataSource,
     @Inject(EVENT_STORE) store: EventStore,
     @Inject(LEDGER_CONFIG) config: LedgerConfig,
-    @Inject(READ_SIDE_WORKER) worker: WorkerScript,
     crashPoints: CrashPoints,
     health: HealthChecks,
   ) {
@@ -51,12 +49,7 @@ export class ReadModels implements OnApplicationBootstrap, OnApplicationShutdown
       });
       this.progress = this.runner.progress;
     } else {
-      const logger = new Logger('ReadSide');
-      this.thread = new ReadSideThread(config, worker, {
-        log: (message) => logger.log(message),
-        warn: (message) => logger.warn(message),
-        error: (message) => logger.error(message),
-      });
+      this.thread = new ReadSideThread(config, new Logger('ReadSide'));
       this.progress = this.thread.progress;
     }
     health.register('readModels', async () => {

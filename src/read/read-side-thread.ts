@@ -13,9 +13,7 @@ export type ReadSideReport =
 /** What the service tells the read side's thread. */
 export type ReadSideOrder = { kind: 'wake' } | { kind: 'stop' };
 
-/** The code the thread runs (tests provide one that sabotages it). */
-export const READ_SIDE_WORKER = Symbol('READ_SIDE_WORKER');
-
+/** The code the thread runs; `before` is for tests that sabotage it. */
 export const readSideWorker = (before = ''): WorkerScript =>
   workerScript(join(__dirname, 'read-side.worker'), before);
 
@@ -44,8 +42,8 @@ export class ReadSideThread {
 
   constructor(
     private readonly config: LedgerConfig,
-    private readonly script: WorkerScript,
     private readonly logger: ReadSideLog,
+    private readonly script: WorkerScript = readSideWorker(),
   ) {}
 
   /** Resolves once the thread has loaded its checkpoints; rejects if it cannot start. */

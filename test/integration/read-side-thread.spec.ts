@@ -62,7 +62,7 @@ describe('the read side in its own thread', () => {
 
   const readSide = (script: WorkerScript = readSideWorker()) => {
     const log = (message: string) => void logged.push(message);
-    const thread = new ReadSideThread(config, script, { log, warn: log, error: log });
+    const thread = new ReadSideThread(config, { log, warn: log, error: log }, script);
     threads.push(thread);
     return thread;
   };
