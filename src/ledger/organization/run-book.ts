@@ -10,6 +10,11 @@ export interface SettledRuns {
   get(runId: string): CharmRun | undefined;
   has(runId: string): boolean;
   values(): IterableIterator<CharmRun>;
+  /**
+   * The runs charged at or after `horizon`, as a tier of their own. Pruning asks this of a
+   * tier it mostly drops, daily: a tier answers from what it holds, without building runs.
+   */
+  since(horizon: number): SettledRuns;
 }
 
 /** A settled tier over a plain Map, which it owns and never changes. */
@@ -26,6 +31,11 @@ class MapTier implements SettledRuns {
   }
   values() {
     return this.runs.values();
+  }
+  since(horizon: number): SettledRuns {
+    const kept = new Map<string, CharmRun>();
+    for (const run of this.runs.values()) if (run.chargedAt >= horizon) kept.set(run.runId, run);
+    return kept.size === this.runs.size ? this : new MapTier(kept);
   }
 }
 
@@ -96,9 +106,12 @@ export class RunBook {
     return new RunBook(this.settled, recent, this.replacing + (replaces ? 1 : 0));
   }
 
-  /** Only the runs charged at or after `horizon`, folded into one settled tier. */
+  /** Only the runs charged at or after `horizon` (a refund keeps a run's `chargedAt`). */
   chargedSince(horizon: number): RunBook {
-    return RunBook.of([...this.values()].filter((run) => run.chargedAt >= horizon));
+    return RunBook.restore(
+      this.settled.since(horizon),
+      this.recent.filter((run) => run.chargedAt >= horizon).values(),
+    );
   }
 
   /** Every run once: the recent tier first, then the settled runs it did not replace. */

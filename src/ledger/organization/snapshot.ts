@@ -126,49 +126,87 @@ function* encodeTier(tier: SettledRuns): Generator<void, string, void> {
   return text;
 }
 
-/** A settled tier read from a snapshot's line: a run is built only when asked for. */
-class ColumnTier implements SettledRuns {
-  private readonly columns: RunColumns;
-  private readonly index = new Map<string, number>();
+/** Where a snapshot's settled runs are: parsed once, shared by every tier cut from them. */
+interface ParsedColumns {
+  columns: RunColumns;
+  index: Map<string, number>;
   /** Where each run's refundable allocations start in `columns.refundable`. */
-  private readonly refundableAt: number[] = [];
-  private readonly rare = new Map<number, RareFields>();
+  refundableAt: number[];
+  rare: Map<number, RareFields>;
+}
 
-  constructor(line: string) {
-    this.columns = JSON.parse(line) as RunColumns;
-    const { ids, refundable, rare } = this.columns;
-    let at = 0;
-    for (let i = 0; i < ids.length; i++) {
-      this.index.set(ids[i], i);
-      this.refundableAt.push(at);
-      at += 1 + 2 * refundable[at];
-    }
-    for (const fields of rare) this.rare.set(fields[0], fields);
-    encodedTiers.set(this, line);
+function parseColumns(line: string): ParsedColumns {
+  const columns = JSON.parse(line) as RunColumns;
+  const { ids, refundable } = columns;
+  const index = new Map<string, number>();
+  const refundableAt: number[] = [];
+  let at = 0;
+  for (let i = 0; i < ids.length; i++) {
+    index.set(ids[i], i);
+    refundableAt.push(at);
+    at += 1 + 2 * refundable[at];
+  }
+  const rare = new Map<number, RareFields>();
+  for (const fields of columns.rare) rare.set(fields[0], fields);
+  return { columns, index, refundableAt, rare };
+}
+
+/**
+ * A settled tier read from a snapshot's line: a run is built only when asked for. Pruning
+ * cuts it to the runs charged since a horizon by reading the `chargedAt` column alone.
+ */
+class ColumnTier implements SettledRuns {
+  readonly size: number;
+
+  private constructor(
+    private readonly parsed: ParsedColumns,
+    /** Runs charged before this are not in the tier (-Infinity: all are). */
+    private readonly horizon: number,
+    size: number,
+  ) {
+    this.size = size;
   }
 
-  get size() {
-    return this.index.size;
+  static read(line: string): ColumnTier {
+    const parsed = parseColumns(line);
+    const tier = new ColumnTier(parsed, -Infinity, parsed.index.size);
+    encodedTiers.set(tier, line);
+    return tier;
   }
 
   has(runId: string) {
-    return this.index.has(runId);
+    return this.at(runId) !== undefined;
   }
 
   get(runId: string) {
-    const i = this.index.get(runId);
+    const i = this.at(runId);
     return i === undefined ? undefined : this.run(i);
   }
 
   *values() {
-    for (let i = 0; i < this.columns.ids.length; i++) yield this.run(i);
+    const { chargedAt } = this.parsed.columns;
+    for (let i = 0; i < chargedAt.length; i++) if (chargedAt[i] >= this.horizon) yield this.run(i);
+  }
+
+  since(horizon: number): SettledRuns {
+    if (horizon <= this.horizon) return this;
+    let size = 0;
+    for (const charged of this.parsed.columns.chargedAt) if (charged >= horizon) size += 1;
+    if (size === this.size) return this;
+    return size === 0 ? RunBook.empty().settled : new ColumnTier(this.parsed, horizon, size);
+  }
+
+  private at(runId: string): number | undefined {
+    const i = this.parsed.index.get(runId);
+    return i !== undefined && this.parsed.columns.chargedAt[i] >= this.horizon ? i : undefined;
   }
 
   private run(i: number): CharmRun {
-    const { names, ids, charms, users, amounts, chargedAt, availableAfter } = this.columns;
-    const flat = this.columns.refundable;
+    const { columns, refundableAt, rare } = this.parsed;
+    const { names, ids, charms, users, amounts, chargedAt, availableAfter } = columns;
+    const flat = columns.refundable;
     const refundable: Allocation[] = [];
-    const at = this.refundableAt[i];
+    const at = refundableAt[i];
     for (let j = 0; j < flat[at]; j++) {
       refundable.push({ grantId: names[flat[at + 1 + 2 * j]], amount: flat[at + 2 + 2 * j] });
     }
@@ -184,8 +222,8 @@ class ColumnTier implements SettledRuns {
       refunds: NO_REFUNDS,
       availableAfter: availableAfter[i],
     };
-    const rare = this.rare.get(i);
-    return rare ? withRareFields(run, rare) : run;
+    const fields = rare.get(i);
+    return fields ? withRareFields(run, fields) : run;
   }
 }
 
@@ -241,7 +279,7 @@ export function deserializeOrganization(text: string): OrganizationState {
     ...raw,
     members: ImmutableMap(raw.members),
     grants: ImmutableMap(raw.grants),
-    runs: RunBook.restore(new ColumnTier(text.slice(first + 1, second)), recent.map(runOfRow)),
+    runs: RunBook.restore(ColumnTier.read(text.slice(first + 1, second)), recent.map(runOfRow)),
     reservations: ImmutableMap(raw.reservations),
     transfersOut: ImmutableMap(raw.transfersOut),
     transfersIn: ImmutableMap(raw.transfersIn),

@@ -212,4 +212,45 @@ describe('snapshots', () => {
     expect(balanceAt(back, T0)).toEqual(balanceAt(refunded, T0));
     expect(decide(charge('r7', 2), back, T0)).toEqual([]);
   });
+
+  it('prune a restored state as the folded one: only runs of the last 7 days are kept, refunds included', () => {
+    // 2,000 runs charged 8 days before the last event, then 3,000 charged 2 days before it.
+    const events: Event[] = [
+      created(),
+      granted('a', 100_000),
+      ...Array.from({ length: 5_000 }, (_, i) =>
+        charged(`r${i}`, [{ grantId: 'a', amount: 2 }], {
+          occurredAt: at(T0 + (i < 2_000 ? 4 : 10) * DAY),
+        }),
+      ),
+    ];
+    const folded = organization.given(events).state;
+    const restored = deserializeOrganization(serializeOrganization(folded));
+    // A refund of a run that will be kept, and one of a run that will be dropped, on top.
+    const refunds = [
+      ...decide({ type: 'RefundCharmRun', runId: 'r4000', amount: 1 }, restored, T0 + 10 * DAY),
+      ...decide({ type: 'RefundCharmRun', runId: 'r10', amount: 1 }, restored, T0 + 10 * DAY),
+    ];
+    const later = { ...memberAdded('u-late', 'member'), occurredAt: at(T0 + 12 * DAY) };
+    const [fromFolded, fromRestored] = [folded, restored].map((state) =>
+      [...refunds, later].reduce(evolve, state),
+    );
+
+    expect(fromRestored.runs.size).toBe(3_000);
+    expect(fromFolded.runs.size).toBe(3_000);
+    expect(fromRestored.runs.has('r1999')).toBe(false);
+    expect(fromRestored.runs.get('r10')).toBeUndefined();
+    expect(fromRestored.runs.get('r2000')?.chargedAt).toBe(T0 + 10 * DAY);
+    expect(fromRestored.runs.get('r4000')).toMatchObject({ refunded: 1 });
+    expect([...fromRestored.runs.values()].map((run) => run.runId).sort()).toEqual(
+      [...fromFolded.runs.values()].map((run) => run.runId).sort(),
+    );
+    // The pruned state snapshots and restores to the same runs, and the dropped ids are free.
+    const back = deserializeOrganization(serializeOrganization(fromRestored));
+    expect(back.runs.size).toBe(3_000);
+    expect(back.runs.get('r4000')).toMatchObject({ refunded: 1 });
+    expect(decide(charge('r10', 2), back, T0 + 12 * DAY)).toHaveLength(1);
+    expect(decide(charge('r2500', 2), back, T0 + 12 * DAY)).toEqual([]);
+    expect(balanceAt(back, T0 + 12 * DAY)).toEqual(balanceAt(fromFolded, T0 + 12 * DAY));
+  });
 });

@@ -45,6 +45,10 @@ describe('the runs an organization remembers (RunBook)', () => {
     expect(pruned.size).toBe(2);
     expect(pruned.has('old')).toBe(false);
     expect(book.has('old')).toBe(true);
+    // Nothing dropped: the same runs; everything dropped: an empty book.
+    expect(book.chargedSince(0).size).toBe(4);
+    expect(book.chargedSince(61).size).toBe(0);
+    expect([...book.chargedSince(61).values()]).toEqual([]);
   });
 
   it('folds the recent runs into a new settled tier once they outnumber it, losing none', () => {
