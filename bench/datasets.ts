@@ -11,8 +11,8 @@ import { AggregateWriter } from '../src/write/aggregate-writer';
 import { Clock } from '../src/write/clock';
 import { organizationAggregate } from '../src/write/writers';
 
-/** Bump when the generator or the event shapes change, so old datasets are rebuilt. */
-const VERSION = 7;
+/** Bump when the generator, the event shapes or the snapshot format change, so old datasets are rebuilt. */
+const VERSION = 8;
 const DATA = join(__dirname, '..', '..', 'bench', '.data');
 
 class ManualClock extends Clock {

@@ -10,6 +10,8 @@ export interface SettledRuns {
   get(runId: string): CharmRun | undefined;
   has(runId: string): boolean;
   values(): IterableIterator<CharmRun>;
+  /** The ids of `values()`, without building the runs. */
+  runIds(): Iterable<string>;
   /**
    * The runs charged at or after `horizon`, as a tier of their own. Pruning asks this of a
    * tier it mostly drops, daily: a tier answers from what it holds, without building runs.
@@ -32,10 +34,53 @@ class MapTier implements SettledRuns {
   values() {
     return this.runs.values();
   }
+  runIds() {
+    return this.runs.keys();
+  }
   since(horizon: number): SettledRuns {
     const kept = new Map<string, CharmRun>();
     for (const run of this.runs.values()) if (run.chargedAt >= horizon) kept.set(run.runId, run);
     return kept.size === this.runs.size ? this : new MapTier(kept);
+  }
+}
+
+/** Two settled tiers as one: `upper` holds newer copies of runs that `lower` may also hold. */
+export class LayeredTier implements SettledRuns {
+  private counted?: number;
+
+  constructor(
+    readonly upper: SettledRuns,
+    readonly lower: SettledRuns,
+  ) {}
+
+  get size() {
+    if (this.counted === undefined) {
+      let both = 0;
+      for (const runId of this.upper.runIds()) if (this.lower.has(runId)) both += 1;
+      this.counted = this.upper.size + this.lower.size - both;
+    }
+    return this.counted;
+  }
+  get(runId: string) {
+    return this.upper.get(runId) ?? this.lower.get(runId);
+  }
+  has(runId: string) {
+    return this.upper.has(runId) || this.lower.has(runId);
+  }
+  *values() {
+    yield* this.upper.values();
+    for (const run of this.lower.values()) if (!this.upper.has(run.runId)) yield run;
+  }
+  *runIds() {
+    yield* this.upper.runIds();
+    for (const runId of this.lower.runIds()) if (!this.upper.has(runId)) yield runId;
+  }
+  since(horizon: number): SettledRuns {
+    const upper = this.upper.since(horizon);
+    const lower = this.lower.since(horizon);
+    if (upper === this.upper && lower === this.lower) return this;
+    if (upper.size === 0) return lower;
+    return lower.size === 0 ? upper : new LayeredTier(upper, lower);
   }
 }
 
@@ -77,11 +122,23 @@ export class RunBook {
       : new RunBook(new MapTier(settled), ImmutableMap(), 0);
   }
 
-  /** A book from its two tiers, as a snapshot kept them (`recent` replaces `settled`). */
+  /**
+   * A book from its two tiers, as a snapshot kept them (`recent` replaces `settled`). The
+   * recent runs go in as one batch: a snapshot can hold thousands, and adding them one by one
+   * to the persistent map was most of a cold load.
+   */
   static restore(settled: SettledRuns, recent: Iterable<CharmRun>): RunBook {
-    let book = new RunBook(settled, ImmutableMap(), 0);
-    for (const run of recent) book = book.set(run);
-    return book;
+    let replacing = 0;
+    const runs = ImmutableMap<string, CharmRun>().withMutations((map) => {
+      for (const run of recent) {
+        if (!map.has(run.runId) && settled.has(run.runId)) replacing += 1;
+        map.set(run.runId, run);
+      }
+    });
+    const book = new RunBook(settled, runs, replacing);
+    return runs.size >= FOLD_AT_LEAST && runs.size >= settled.size
+      ? RunBook.of(book.values())
+      : book;
   }
 
   get size(): number {

@@ -1,10 +1,10 @@
 import { Map as ImmutableMap } from 'immutable';
 import type { Allocation } from './events';
-import { RunBook, type SettledRuns } from './run-book';
+import { LayeredTier, RunBook, type SettledRuns } from './run-book';
 import type { CharmRun, OrganizationState } from './state';
 
 /** Bump when the state's shape changes: older snapshots are then ignored and rebuilt. */
-export const ORGANIZATION_SNAPSHOT_VERSION = 5;
+export const ORGANIZATION_SNAPSHOT_VERSION = 6;
 
 /** Runs encoded between two places where a snapshot taken in slices may pause. */
 const RUNS_PER_SLICE = 500;
@@ -12,28 +12,37 @@ const RUNS_PER_SLICE = 500;
 const NO_REFUNDS = ImmutableMap<string, number>();
 
 /*
- * A snapshot is three lines (JSON never holds a raw newline):
+ * A snapshot is six lines (JSON never holds a raw newline):
  * 1. the state without its runs;
- * 2. the settled runs (RunBook), column by column: written once per tier and reused by every
- *    later snapshot, and restored without building a run until one is asked for;
- * 3. the recent runs, a row each (each run encoded once, see `encodedRun`); they replace
+ * 2-5. the settled runs (RunBook), column by column: written once per tier and reused by
+ *    every later snapshot. A restored tier reads each of its lines only when first asked:
+ *    2. its size and when its first and last runs were charged (`TierSummary`);
+ *    3. the run ids, to know whether a run is there;
+ *    4. when each was charged, to prune;
+ *    5. the rest of the columns, to build a run;
+ * 6. the recent runs, a row each (each run encoded once, see `encodedRun`); they replace
  *    settled runs of the same id.
  * A week of runs is most of a busy organization's snapshot: this keeps both taking a snapshot
- * and loading one from growing with it.
+ * and loading one from growing with it, and a tier the first event prunes is never read.
  */
 
+interface TierSummary {
+  size: number;
+  /** Null in an empty tier. */
+  firstCharged: number | null;
+  lastCharged: number | null;
+}
+
 /**
- * Settled runs, column by column: arrays of numbers and repeated names parse several times
- * faster than as many objects. Names (charms, users, grants) are numbers into `names`.
- * Refunds and reservations are rare, so they are listed apart, by the run's index.
+ * The columns of line 5: arrays of numbers and repeated names parse several times faster
+ * than as many objects. Names (charms, users, grants) are numbers into `names`. Refunds and
+ * reservations are rare, so they are listed apart, by the run's index.
  */
 interface RunColumns {
   names: string[];
-  ids: string[];
   charms: number[];
   users: number[];
   amounts: number[];
-  chargedAt: number[];
   availableAfter: number[];
   /** Run after run, what can still be refunded: a count, then name, amount, name, amount... */
   refundable: number[];
@@ -50,7 +59,7 @@ type RareFields = [number, number, [string, number][], string | null];
  */
 type RunRow = [string, string, string, number, number, number, (string | number)[], ...unknown[]];
 
-/** Each settled tier's line, once written or read: tiers never change. */
+/** The lines of each settled tier, once written or read: tiers never change. */
 const encodedTiers = new WeakMap<SettledRuns, string>();
 /** Each recent run's row: runs never change once recorded (a refund records a new one). */
 const encodedRuns = new WeakMap<CharmRun, string>();
@@ -92,85 +101,136 @@ function* encodeTier(tier: SettledRuns): Generator<void, string, void> {
     }
     return index;
   };
+  const ids: string[] = [];
+  const chargedAt: number[] = [];
   const columns: RunColumns = {
     names,
-    ids: [],
     charms: [],
     users: [],
     amounts: [],
-    chargedAt: [],
     availableAfter: [],
     refundable: [],
     rare: [],
   };
-  let index = 0;
+  const summary: TierSummary = { size: 0, firstCharged: null, lastCharged: null };
   for (const run of tier.values()) {
-    columns.ids.push(run.runId);
+    ids.push(run.runId);
+    chargedAt.push(run.chargedAt);
+    summary.firstCharged = Math.min(summary.firstCharged ?? run.chargedAt, run.chargedAt);
+    summary.lastCharged = Math.max(summary.lastCharged ?? run.chargedAt, run.chargedAt);
     columns.charms.push(name(run.charmId));
     columns.users.push(name(run.userId));
     columns.amounts.push(run.amount);
-    columns.chargedAt.push(run.chargedAt);
     columns.availableAfter.push(run.availableAfter);
     columns.refundable.push(run.refundable.length);
     for (const { grantId, amount } of run.refundable) {
       columns.refundable.push(name(grantId), amount);
     }
     if (isRare(run)) {
-      columns.rare.push([index, run.refunded, [...run.refunds], run.reservationId ?? null]);
+      columns.rare.push([summary.size, run.refunded, [...run.refunds], run.reservationId ?? null]);
     }
-    index += 1;
-    if (index % RUNS_PER_SLICE === 0) yield;
+    summary.size += 1;
+    if (summary.size % RUNS_PER_SLICE === 0) yield;
   }
-  const text = JSON.stringify(columns);
+  const text = [summary, ids, chargedAt, columns].map((line) => JSON.stringify(line)).join('\n');
   encodedTiers.set(tier, text);
   return text;
 }
 
-/** Where a snapshot's settled runs are: parsed once, shared by every tier cut from them. */
-interface ParsedColumns {
-  columns: RunColumns;
-  index: Map<string, number>;
-  /** Where each run's refundable allocations start in `columns.refundable`. */
-  refundableAt: number[];
-  rare: Map<number, RareFields>;
-}
+/** Lines 3-5 of a snapshot, each parsed the first time it is needed. */
+class TierLines {
+  private ids?: string[];
+  private positions?: Map<string, number>;
+  private charged?: number[];
+  private rest?: { columns: RunColumns; refundableAt: number[]; rare: Map<number, RareFields> };
 
-function parseColumns(line: string): ParsedColumns {
-  const columns = JSON.parse(line) as RunColumns;
-  const { ids, refundable } = columns;
-  const index = new Map<string, number>();
-  const refundableAt: number[] = [];
-  let at = 0;
-  for (let i = 0; i < ids.length; i++) {
-    index.set(ids[i], i);
-    refundableAt.push(at);
-    at += 1 + 2 * refundable[at];
+  constructor(
+    private readonly idsLine: string,
+    private readonly chargedLine: string,
+    private readonly restLine: string,
+  ) {}
+
+  /** The run ids, in column order. */
+  runIds(): string[] {
+    this.ids ??= JSON.parse(this.idsLine) as string[];
+    return this.ids;
   }
-  const rare = new Map<number, RareFields>();
-  for (const fields of columns.rare) rare.set(fields[0], fields);
-  return { columns, index, refundableAt, rare };
+
+  /** Each run id's index in the columns. */
+  index(): Map<string, number> {
+    if (this.positions === undefined) {
+      const ids = this.runIds();
+      this.positions = new Map();
+      for (let i = 0; i < ids.length; i++) this.positions.set(ids[i], i);
+    }
+    return this.positions;
+  }
+
+  chargedAt(): number[] {
+    this.charged ??= JSON.parse(this.chargedLine) as number[];
+    return this.charged;
+  }
+
+  columns() {
+    if (this.rest === undefined) {
+      const columns = JSON.parse(this.restLine) as RunColumns;
+      // Where each run's refundable allocations start in `columns.refundable`.
+      const refundableAt: number[] = [];
+      const flat = columns.refundable;
+      for (let at = 0; at < flat.length; at += 1 + 2 * flat[at]) refundableAt.push(at);
+      const rare = new Map<number, RareFields>();
+      for (const fields of columns.rare) rare.set(fields[0], fields);
+      this.rest = { columns, refundableAt, rare };
+    }
+    return this.rest;
+  }
+
+  /** The run at index `i`, built from its columns. */
+  run(i: number): CharmRun {
+    const { columns, refundableAt, rare } = this.columns();
+    const { names, charms, users, amounts, availableAfter } = columns;
+    const flat = columns.refundable;
+    const refundable: Allocation[] = [];
+    const at = refundableAt[i];
+    for (let j = 0; j < flat[at]; j++) {
+      refundable.push({ grantId: names[flat[at + 1 + 2 * j]], amount: flat[at + 2 + 2 * j] });
+    }
+    const run: CharmRun = {
+      runId: this.runIds()[i],
+      charmId: names[charms[i]],
+      userId: names[users[i]],
+      amount: amounts[i],
+      chargedAt: this.chargedAt()[i],
+      refundable,
+      refunded: 0,
+      // Most runs were never refunded: they share one empty map.
+      refunds: NO_REFUNDS,
+      availableAfter: availableAfter[i],
+    };
+    const fields = rare.get(i);
+    return fields ? withRareFields(run, fields) : run;
+  }
 }
 
 /**
- * A settled tier read from a snapshot's line: a run is built only when asked for. Pruning
- * cuts it to the runs charged since a horizon by reading the `chargedAt` column alone.
+ * A settled tier read from a snapshot: it reads its lines only when asked (see TierLines),
+ * and pruning cuts it to the runs charged since a horizon from the `chargedAt` line alone.
  */
 class ColumnTier implements SettledRuns {
-  readonly size: number;
-
   private constructor(
-    private readonly parsed: ParsedColumns,
+    private readonly lines: TierLines,
+    private readonly summary: TierSummary,
     /** Runs charged before this are not in the tier (-Infinity: all are). */
     private readonly horizon: number,
-    size: number,
-  ) {
-    this.size = size;
-  }
+    readonly size: number,
+  ) {}
 
-  static read(line: string): ColumnTier {
-    const parsed = parseColumns(line);
-    const tier = new ColumnTier(parsed, -Infinity, parsed.index.size);
-    encodedTiers.set(tier, line);
+  /** The tier of a snapshot's lines 2-5. */
+  static read(text: string): ColumnTier {
+    const [summary, ids, charged, rest] = text.split('\n');
+    const read = JSON.parse(summary) as TierSummary;
+    const tier = new ColumnTier(new TierLines(ids, charged, rest), read, -Infinity, read.size);
+    encodedTiers.set(tier, text);
     return tier;
   }
 
@@ -180,50 +240,91 @@ class ColumnTier implements SettledRuns {
 
   get(runId: string) {
     const i = this.at(runId);
-    return i === undefined ? undefined : this.run(i);
+    return i === undefined ? undefined : this.lines.run(i);
   }
 
   *values() {
-    const { chargedAt } = this.parsed.columns;
-    for (let i = 0; i < chargedAt.length; i++) if (chargedAt[i] >= this.horizon) yield this.run(i);
+    if (this.size === 0) return;
+    const chargedAt = this.lines.chargedAt();
+    for (let i = 0; i < chargedAt.length; i++) {
+      if (chargedAt[i] >= this.horizon) yield this.lines.run(i);
+    }
+  }
+
+  *runIds() {
+    if (this.size === 0) return;
+    const ids = this.lines.runIds();
+    if (this.horizon === -Infinity) return yield* ids;
+    const chargedAt = this.lines.chargedAt();
+    for (let i = 0; i < ids.length; i++) if (chargedAt[i] >= this.horizon) yield ids[i];
   }
 
   since(horizon: number): SettledRuns {
-    if (horizon <= this.horizon) return this;
+    const { firstCharged, lastCharged } = this.summary;
+    if (this.size === 0 || horizon <= this.horizon || horizon <= firstCharged!) return this;
+    if (horizon > lastCharged!) return RunBook.empty().settled;
     let size = 0;
-    for (const charged of this.parsed.columns.chargedAt) if (charged >= horizon) size += 1;
+    for (const charged of this.lines.chargedAt()) if (charged >= horizon) size += 1;
     if (size === this.size) return this;
-    return size === 0 ? RunBook.empty().settled : new ColumnTier(this.parsed, horizon, size);
+    return size === 0
+      ? RunBook.empty().settled
+      : new ColumnTier(this.lines, this.summary, horizon, size);
   }
 
   private at(runId: string): number | undefined {
-    const i = this.parsed.index.get(runId);
-    return i !== undefined && this.parsed.columns.chargedAt[i] >= this.horizon ? i : undefined;
+    if (this.size === 0) return undefined;
+    const i = this.lines.index().get(runId);
+    if (i === undefined || this.horizon === -Infinity) return i;
+    return this.lines.chargedAt()[i] >= this.horizon ? i : undefined;
+  }
+}
+
+/**
+ * The recent runs of a snapshot (its last line), read the first time one is asked for and
+ * built one at a time: thousands of them restored into a persistent map were most of a cold
+ * load. They replace settled runs of the same id (see LayeredTier).
+ */
+class RowTier implements SettledRuns {
+  private parsed?: { rows: RunRow[]; index: Map<string, number> };
+
+  constructor(
+    /** The rows' line as read, or rows kept by a prune. A later row replaces an earlier one. */
+    readonly source: string | RunRow[],
+  ) {}
+
+  private read() {
+    if (this.parsed === undefined) {
+      const rows =
+        typeof this.source === 'string' ? (JSON.parse(this.source) as RunRow[]) : this.source;
+      const index = new Map<string, number>();
+      for (let i = 0; i < rows.length; i++) index.set(rows[i][0], i);
+      this.parsed = { rows, index };
+    }
+    return this.parsed;
   }
 
-  private run(i: number): CharmRun {
-    const { columns, refundableAt, rare } = this.parsed;
-    const { names, ids, charms, users, amounts, chargedAt, availableAfter } = columns;
-    const flat = columns.refundable;
-    const refundable: Allocation[] = [];
-    const at = refundableAt[i];
-    for (let j = 0; j < flat[at]; j++) {
-      refundable.push({ grantId: names[flat[at + 1 + 2 * j]], amount: flat[at + 2 + 2 * j] });
-    }
-    const run: CharmRun = {
-      runId: ids[i],
-      charmId: names[charms[i]],
-      userId: names[users[i]],
-      amount: amounts[i],
-      chargedAt: chargedAt[i],
-      refundable,
-      refunded: 0,
-      // Most runs were never refunded: they share one empty map.
-      refunds: NO_REFUNDS,
-      availableAfter: availableAfter[i],
-    };
-    const fields = rare.get(i);
-    return fields ? withRareFields(run, fields) : run;
+  get size() {
+    return this.read().index.size;
+  }
+  has(runId: string) {
+    return this.read().index.has(runId);
+  }
+  get(runId: string) {
+    const { rows, index } = this.read();
+    const i = index.get(runId);
+    return i === undefined ? undefined : runOfRow(rows[i]);
+  }
+  *values() {
+    const { rows, index } = this.read();
+    for (let i = 0; i < rows.length; i++) if (index.get(rows[i][0]) === i) yield runOfRow(rows[i]);
+  }
+  runIds() {
+    return this.read().index.keys();
+  }
+  since(horizon: number): SettledRuns {
+    const { rows, index } = this.read();
+    const kept = rows.filter((row, i) => row[4] >= horizon && index.get(row[0]) === i);
+    return kept.length === rows.length ? this : new RowTier(kept);
   }
 }
 
@@ -253,8 +354,20 @@ export function serializeOrganization(state: OrganizationState): string {
 export function* serializeOrganizationInSlices(
   state: OrganizationState,
 ): Generator<void, string, void> {
-  const settled = yield* encodeTier(state.runs.settled);
+  // A tier restored with its recent rows goes back as it came: the settled lines as read,
+  // the rows as read, then the runs recorded since (which replace them).
+  let tier = state.runs.settled;
   const recent: string[] = [];
+  if (
+    tier instanceof LayeredTier &&
+    tier.upper instanceof RowTier &&
+    typeof tier.upper.source === 'string' &&
+    encodedTiers.has(tier.lower)
+  ) {
+    if (tier.upper.source !== '[]') recent.push(tier.upper.source.slice(1, -1));
+    tier = tier.lower;
+  }
+  const settled = yield* encodeTier(tier);
   for (const run of state.runs.recent.values()) {
     if (recent.push(encodedRun(run)) % RUNS_PER_SLICE === 0) yield;
   }
@@ -272,14 +385,18 @@ export function* serializeOrganizationInSlices(
 
 export function deserializeOrganization(text: string): OrganizationState {
   const first = text.indexOf('\n');
-  const second = text.indexOf('\n', first + 1);
+  const last = text.lastIndexOf('\n');
   const raw = JSON.parse(text.slice(0, first));
-  const recent = JSON.parse(text.slice(second + 1)) as RunRow[];
+  const recent = text.slice(last + 1);
+  const settled = ColumnTier.read(text.slice(first + 1, last));
   return {
     ...raw,
     members: ImmutableMap(raw.members),
     grants: ImmutableMap(raw.grants),
-    runs: RunBook.restore(ColumnTier.read(text.slice(first + 1, second)), recent.map(runOfRow)),
+    runs: RunBook.restore(
+      recent === '[]' ? settled : new LayeredTier(new RowTier(recent), settled),
+      [],
+    ),
     reservations: ImmutableMap(raw.reservations),
     transfersOut: ImmutableMap(raw.transfersOut),
     transfersIn: ImmutableMap(raw.transfersIn),

@@ -196,19 +196,26 @@ describe('snapshots', () => {
     const text = serializeOrganization(state);
     const restored = deserializeOrganization(text);
     const again = serializeOrganization(restored);
-    const settledLine = (snapshot: string) => snapshot.split('\n')[1];
+    const settledLine = (snapshot: string) => snapshot.split('\n').slice(1, 5).join('\n');
     expect(settledLine(again)).toBe(settledLine(text));
     expect(restored.runs.size).toBe(5_000);
 
     // A refund of a settled run goes on top; the next snapshot restores the refunded run.
-    const refund = decide({ type: 'RefundCharmRun', runId: 'r7', amount: 1 }, restored, T0);
+    // So does a refund of a run that came back among the snapshot's recent rows (r4999).
+    const refund = [
+      ...decide({ type: 'RefundCharmRun', runId: 'r7', amount: 1 }, restored, T0),
+      ...decide({ type: 'RefundCharmRun', runId: 'r4999', amount: 2 }, restored, T0),
+    ];
     const refunded = refund.reduce(evolve, restored);
     const back = deserializeOrganization(serializeOrganization(refunded));
+    expect(settledLine(serializeOrganization(refunded))).toBe(settledLine(text));
     expect(back.runs.size).toBe(5_000);
+    expect([...back.runs.values()]).toHaveLength(5_000);
     expect(back.runs.get('r7')).toMatchObject({
       refunded: 1,
       refundable: [{ grantId: 'a', amount: 1 }],
     });
+    expect(back.runs.get('r4999')).toMatchObject({ refunded: 2, refundable: [] });
     expect(balanceAt(back, T0)).toEqual(balanceAt(refunded, T0));
     expect(decide(charge('r7', 2), back, T0)).toEqual([]);
   });
@@ -252,5 +259,31 @@ describe('snapshots', () => {
     expect(decide(charge('r10', 2), back, T0 + 12 * DAY)).toHaveLength(1);
     expect(decide(charge('r2500', 2), back, T0 + 12 * DAY)).toEqual([]);
     expect(balanceAt(back, T0 + 12 * DAY)).toEqual(balanceAt(fromFolded, T0 + 12 * DAY));
+  });
+
+  it('restore a state whose runs a later event prunes all, or none of', () => {
+    const events: Event[] = [
+      created(),
+      granted('a', 100_000),
+      ...Array.from({ length: 5_000 }, (_, i) => charged(`r${i}`, [{ grantId: 'a', amount: 2 }])),
+    ];
+    const restored = deserializeOrganization(
+      serializeOrganization(organization.given(events).state),
+    );
+    const eventAfter = (days: number) => ({
+      ...memberAdded(`u-${days}`, 'member'),
+      occurredAt: at(T0 + days * DAY),
+    });
+
+    const allKept = evolve(restored, eventAfter(2));
+    expect(allKept.runs.size).toBe(5_000);
+    expect(allKept.runs.get('r4999')).toMatchObject({ chargedAt: T0, amount: 2 });
+    expect(decide(charge('r0', 2), allKept, T0 + 2 * DAY)).toEqual([]);
+
+    const noneKept = evolve(restored, eventAfter(9));
+    expect(noneKept.runs.size).toBe(0);
+    expect([...noneKept.runs.values()]).toEqual([]);
+    expect(decide(charge('r0', 2), noneKept, T0 + 9 * DAY)).toHaveLength(1);
+    expect(deserializeOrganization(serializeOrganization(noneKept)).runs.size).toBe(0);
   });
 });
