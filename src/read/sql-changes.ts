@@ -111,33 +111,63 @@ function groupByShape(wave: Change[]): Change[][] {
   return [...groups.values(), ...single];
 }
 
+/**
+ * The text of multi-row inserts, by shape and row count: a rebuild sends thousands of the same
+ * few, and building the text per statement was a sixth of its time.
+ */
+const insertTexts = new Map<string, string>();
+const MAX_INSERT_TEXTS = 1024;
+
 /** INSERT ... VALUES (...), (...) ON CONFLICT ...: the rows are distinct (one wave). */
 function toMultiRowInsert(rows: Insert[], dialect: Dialect, tableName: string) {
-  const parameters: Value[] = [];
-  const placeholder = (value: Value) => {
-    parameters.push(value);
-    return dialect === 'postgres' ? `$${parameters.length}` : '?';
-  };
   const first = rows[0];
-  const target = quote(tableName);
+  const keyColumns = Object.keys(first.key);
   const valueColumns = Object.keys(first.kind === 'upsert' ? first.set : first.add);
-  const columns = [...Object.keys(first.key), ...valueColumns];
-  const tuples = rows.map((change) => {
-    const row: Row = { ...change.key, ...(change.kind === 'upsert' ? change.set : change.add) };
-    return `(${columns.map((column) => placeholder(row[column])).join(', ')})`;
-  });
+  const parameters: Value[] = [];
+  for (const change of rows) {
+    const values = change.kind === 'upsert' ? change.set : change.add;
+    for (const column of keyColumns) parameters.push(change.key[column]);
+    for (const column of valueColumns) parameters.push(values[column]);
+  }
+  const shape = [dialect, tableName, first.kind, keyColumns, valueColumns, rows.length].join(
+    '\u0000',
+  );
+  let sql = insertTexts.get(shape);
+  if (sql === undefined) {
+    sql = multiRowInsertText(dialect, tableName, first.kind, keyColumns, valueColumns, rows.length);
+    if (insertTexts.size >= MAX_INSERT_TEXTS) insertTexts.clear();
+    insertTexts.set(shape, sql);
+  }
+  return { sql, parameters };
+}
+
+function multiRowInsertText(
+  dialect: Dialect,
+  tableName: string,
+  kind: Insert['kind'],
+  keyColumns: string[],
+  valueColumns: string[],
+  count: number,
+): string {
+  const target = quote(tableName);
+  const width = keyColumns.length + valueColumns.length;
+  const tuples: string[] = [];
+  for (let row = 0; row < count; row++) {
+    const placeholders: string[] = [];
+    for (let column = 1; column <= width; column++) {
+      placeholders.push(dialect === 'postgres' ? `$${row * width + column}` : '?');
+    }
+    tuples.push(`(${placeholders.join(', ')})`);
+  }
   const updates = valueColumns
     .map((column) =>
-      first.kind === 'upsert'
+      kind === 'upsert'
         ? `${quote(column)} = excluded.${quote(column)}`
         : `${quote(column)} = ${target}.${quote(column)} + excluded.${quote(column)}`,
     )
     .join(', ');
-  const keyColumns = Object.keys(first.key).map(quote).join(', ');
-  return {
-    sql: `INSERT INTO ${target} (${columns.map(quote).join(', ')}) VALUES ${tuples.join(', ')} ON CONFLICT (${keyColumns}) DO UPDATE SET ${updates}`,
-    parameters,
-  };
+  const columns = [...keyColumns, ...valueColumns].map(quote).join(', ');
+  return `INSERT INTO ${target} (${columns}) VALUES ${tuples.join(', ')} ON CONFLICT (${keyColumns.map(quote).join(', ')}) DO UPDATE SET ${updates}`;
 }
 
 function toSql(change: Change, dialect: Dialect, tableName: string) {
