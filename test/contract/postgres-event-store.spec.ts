@@ -111,18 +111,30 @@ describe('PostgresEventStore', () => {
     expect(event.position.toString()).toBe(String(position));
   });
 
-  it('records its schema version and refuses a database from a newer build', async () => {
+  it('records its schema version, brings an older database up to it, and refuses a newer one', async () => {
     await open();
     const client = new Client({ connectionString: database.url });
     await client.connect();
+    const version = async () =>
+      (await client.query('SELECT version FROM ledger_event_store_schema')).rows;
     try {
-      expect((await client.query('SELECT version FROM ledger_event_store_schema')).rows).toEqual([
-        { version: 1 },
-      ]);
+      expect(await version()).toEqual([{ version: 2 }]);
+      // Version 1 notified listeners from the append itself, without the trigger.
+      await client.query('DROP TRIGGER ledger_events_appended ON ledger_events');
+      await client.query('DROP FUNCTION ledger_events_appended()');
+      await client.query('UPDATE ledger_event_store_schema SET version = 1');
+      const upgraded = await PostgresEventStore.open(database.url);
+      await upgraded.close();
+      expect(await version()).toEqual([{ version: 2 }]);
+      const triggers = await client.query(
+        `SELECT tgname FROM pg_trigger WHERE tgrelid = 'ledger_events'::regclass AND NOT tgisinternal`,
+      );
+      expect(triggers.rows).toEqual([{ tgname: 'ledger_events_appended' }]);
+
       await client.query('UPDATE ledger_event_store_schema SET version = 99');
       await expect(PostgresEventStore.open(database.url)).rejects.toThrow(/schema version 99/);
     } finally {
-      await client.query('UPDATE ledger_event_store_schema SET version = 1');
+      await client.query('UPDATE ledger_event_store_schema SET version = 2');
       await client.end();
     }
   });

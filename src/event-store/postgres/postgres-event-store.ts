@@ -65,6 +65,12 @@ const MIGRATIONS: readonly string[] = [
      schema_version integer NOT NULL,
      state text NOT NULL
    );`,
+  // Listeners hear of appends at COMMIT, from the server: an append is then one statement.
+  `CREATE FUNCTION ledger_events_appended() RETURNS trigger LANGUAGE plpgsql AS $$
+     BEGIN PERFORM pg_notify('${CHANNEL}', ''); RETURN NULL; END
+   $$;
+   CREATE TRIGGER ledger_events_appended AFTER INSERT ON ledger_events
+     FOR EACH STATEMENT EXECUTE FUNCTION ledger_events_appended();`,
 ];
 
 const EVENT_COLUMNS = 'position, event_id, stream_id, revision, type, data, metadata';
@@ -141,62 +147,48 @@ export class PostgresEventStore implements EventStore, SnapshotStore, PollingSou
     if (events.length >= MAX_EVENTS_PER_APPEND) {
       throw new RangeError(`an append holds at most ${MAX_EVENTS_PER_APPEND - 1} events`);
     }
+    const { sql, parameters } = appendStatement(streamId, events, expected);
+    let appended: { revision: string | null; position: string | null };
+    try {
+      appended = await this.inOneTransaction(streamId, sql, parameters);
+    } catch (error) {
+      const duplicate = duplicateEventId(error, events);
+      if (duplicate !== undefined) throw new DuplicateEventIdError(streamId, duplicate);
+      throw error;
+    }
+    if (appended.revision === null || appended.position === null) {
+      throw new WrongExpectedRevisionError(
+        streamId,
+        expected,
+        await currentRevision(this.pool, streamId),
+      );
+    }
+    this.appended.notify();
+    return { nextExpectedRevision: BigInt(appended.revision), position: BigInt(appended.position) };
+  }
+
+  /**
+   * Runs an append's one statement: on its own it is its own transaction, one round trip.
+   * With the `beforeCommit` test seam, inside BEGIN ... COMMIT, so a test can hold it open.
+   */
+  private async inOneTransaction(streamId: string, sql: string, parameters: unknown[]) {
+    type Appended = { revision: string | null; position: string | null };
+    const beforeCommit = this.tuning.beforeCommit;
+    if (beforeCommit === undefined) {
+      return (await this.pool.query<Appended>(sql, parameters)).rows[0];
+    }
     const client = await this.pool.connect();
-    let released = false;
     try {
       await client.query('BEGIN');
-      const last = await this.claimRevisions(client, streamId, events.length, expected);
-      if (last === undefined) {
-        const actual = await currentRevision(client, streamId);
-        await client.query('ROLLBACK');
-        throw new WrongExpectedRevisionError(streamId, expected, actual);
-      }
-      const first = last - BigInt(events.length) + 1n;
-      let positions: { position: string }[];
-      try {
-        ({ rows: positions } = await client.query<{ position: string }>(
-          `INSERT INTO ledger_events (${EVENT_COLUMNS})
-           SELECT (pg_current_xact_id()::text::bigint << ${INDEX_BITS}) + e.ordinality - 1,
-                  e.event_id, $1, $2::bigint + e.ordinality - 1, e.type, e.data, e.metadata
-           FROM unnest($3::text[], $4::text[], $5::text[], $6::text[])
-             WITH ORDINALITY AS e(event_id, type, data, metadata, ordinality)
-           RETURNING position`,
-          [
-            streamId,
-            first.toString(),
-            events.map((event) => event.eventId),
-            events.map((event) => event.type),
-            events.map((event) => JSON.stringify(event.data)),
-            events.map((event) => JSON.stringify(event.metadata)),
-          ],
-        ));
-      } catch (error) {
-        await client.query('ROLLBACK');
-        const duplicate = duplicateEventId(error, events);
-        if (duplicate !== undefined) throw new DuplicateEventIdError(streamId, duplicate);
-        throw error;
-      }
-      // Delivered to listeners at COMMIT, and only if it commits.
-      await client.query(`SELECT pg_notify('${CHANNEL}', '')`);
-      await this.tuning.beforeCommit?.(streamId);
+      const { rows } = await client.query<Appended>(sql, parameters);
+      await beforeCommit(streamId);
       await client.query('COMMIT');
-      this.appended.notify();
-      const position = positions.reduce((most, row) => {
-        const value = BigInt(row.position);
-        return value > most ? value : most;
-      }, 0n);
-      return { nextExpectedRevision: last, position };
+      client.release();
+      return rows[0];
     } catch (error) {
-      if (!(
-        error instanceof WrongExpectedRevisionError || error instanceof DuplicateEventIdError
-      )) {
-        // The connection may be mid-transaction or broken: do not give it back to the pool.
-        client.release(error instanceof Error ? error : true);
-        released = true;
-      }
+      // The connection may be mid-transaction or broken: do not give it back to the pool.
+      client.release(error instanceof Error ? error : true);
       throw error;
-    } finally {
-      if (!released) client.release();
     }
   }
 
@@ -317,41 +309,6 @@ export class PostgresEventStore implements EventStore, SnapshotStore, PollingSou
     return this.appended.waitForAppend(timeoutMs);
   }
 
-  /**
-   * Moves the stream's revision from `expected` to its new last revision, or returns
-   * undefined when the expectation does not hold. The row lock it takes serializes appends
-   * to one stream until COMMIT; other streams are not blocked.
-   */
-  private async claimRevisions(
-    client: PoolClient,
-    streamId: string,
-    count: number,
-    expected: ExpectedRevision,
-  ): Promise<bigint | undefined> {
-    let result;
-    if (expected === 'no_stream') {
-      result = await client.query<{ revision: string }>(
-        `INSERT INTO ledger_streams (stream_id, revision) VALUES ($1, $2)
-         ON CONFLICT (stream_id) DO NOTHING RETURNING revision`,
-        [streamId, count - 1],
-      );
-    } else if (expected === 'any') {
-      result = await client.query<{ revision: string }>(
-        `INSERT INTO ledger_streams (stream_id, revision) VALUES ($1, $2)
-         ON CONFLICT (stream_id) DO UPDATE SET revision = ledger_streams.revision + $3
-         RETURNING revision`,
-        [streamId, count - 1, count],
-      );
-    } else {
-      result = await client.query<{ revision: string }>(
-        `UPDATE ledger_streams SET revision = revision + $3
-         WHERE stream_id = $1 AND revision = $2 RETURNING revision`,
-        [streamId, expected.toString(), count],
-      );
-    }
-    return result.rows.length === 0 ? undefined : BigInt(result.rows[0].revision);
-  }
-
   private async checkExpectation(
     streamId: string,
     expected: ExpectedRevision,
@@ -433,6 +390,50 @@ export class PostgresEventStore implements EventStore, SnapshotStore, PollingSou
   private assertOpen(): void {
     if (this.closing !== undefined) throw new Error('the PostgreSQL event store is closed');
   }
+}
+
+/**
+ * An append as one statement: move the stream's revision from `expected` to its new last
+ * one (the row lock serializes appends to one stream until COMMIT; other streams are not
+ * blocked), then insert the events under it. Both come back null when the expectation does
+ * not hold, and nothing is written.
+ */
+function appendStatement(streamId: string, events: NewEvent[], expected: ExpectedRevision) {
+  const count = events.length;
+  let claim: string;
+  let parameters: unknown[];
+  if (expected === 'no_stream') {
+    claim = `INSERT INTO ledger_streams (stream_id, revision) VALUES ($1, $2)
+             ON CONFLICT (stream_id) DO NOTHING RETURNING revision`;
+    parameters = [streamId, count - 1];
+  } else if (expected === 'any') {
+    claim = `INSERT INTO ledger_streams (stream_id, revision) VALUES ($1, $2)
+             ON CONFLICT (stream_id) DO UPDATE SET revision = ledger_streams.revision + $2 + 1
+             RETURNING revision`;
+    parameters = [streamId, count - 1];
+  } else {
+    claim = `UPDATE ledger_streams SET revision = revision + $2 + 1
+             WHERE stream_id = $1 AND revision = $3 RETURNING revision`;
+    parameters = [streamId, count - 1, expected.toString()];
+  }
+  const at = parameters.length;
+  parameters.push(
+    events.map((event) => event.eventId),
+    events.map((event) => event.type),
+    events.map((event) => JSON.stringify(event.data)),
+    events.map((event) => JSON.stringify(event.metadata)),
+  );
+  const sql = `WITH claimed AS (${claim}),
+    inserted AS (
+      INSERT INTO ledger_events (${EVENT_COLUMNS})
+      SELECT (pg_current_xact_id()::text::bigint << ${INDEX_BITS}) + e.ordinality - 1,
+             e.event_id, $1, claimed.revision - ${count} + e.ordinality, e.type, e.data, e.metadata
+      FROM claimed, unnest($${at + 1}::text[], $${at + 2}::text[], $${at + 3}::text[], $${at + 4}::text[])
+        WITH ORDINALITY AS e(event_id, type, data, metadata, ordinality)
+      RETURNING position)
+    SELECT (SELECT revision FROM claimed)::text AS revision,
+           (SELECT max(position) FROM inserted)::text AS position`;
+  return { sql, parameters };
 }
 
 async function currentRevision(
