@@ -68,6 +68,11 @@ export interface SubscribeOptions {
   fromPosition?: bigint;
   /** Only streams whose id starts with one of these prefixes. */
   streamPrefixes?: string[];
+  /**
+   * Only events of these types. A store read by position skips the others without reading
+   * them, so a subscriber that cares about a few rare types does not pay for the history.
+   */
+  eventTypes?: string[];
   /** Called once when the subscription first reaches the end of the store. */
   onCaughtUp?: () => void | Promise<void>;
   onError?: (error: unknown) => void;

@@ -7,10 +7,26 @@ import type { EventHandler, RecordedEvent, SubscribeOptions, Subscription } from
 export interface PollingSource {
   /** Events strictly after `afterPosition`, in global order, at most `limit`. */
   readPage(afterPosition: bigint, limit: number): Promise<RecordedEvent[]> | RecordedEvent[];
+  /**
+   * Events of `types` strictly after `afterPosition`, at most `limit`, and how far the read
+   * looked: no event of those types at or below `scannedTo` is left unread.
+   */
+  readPageOfTypes?(
+    afterPosition: bigint,
+    limit: number,
+    types: readonly string[],
+  ): Promise<PageOfTypes> | PageOfTypes;
   /** Counts appends seen by this process (its own, or notified), so a reader can tell if it missed one. */
   readonly appendsSoFar: number;
   /** Resolves after the next append seen or after `timeoutMs`; `cancel` resolves it early. */
   waitForAppend(timeoutMs: number): { wait: Promise<void>; cancel: () => void };
+}
+
+export interface PageOfTypes {
+  events: RecordedEvent[];
+  scannedTo: bigint;
+  /** The read stopped short of the end (a store may look at a bounded range per read). */
+  more?: boolean;
 }
 
 export interface PollingTuning {
@@ -50,9 +66,10 @@ export class PollingSubscription implements Subscription {
   }
 
   private async run(): Promise<void> {
-    const prefixes = this.options.streamPrefixes;
-    const wanted = (streamId: string) =>
-      prefixes === undefined || prefixes.some((prefix) => streamId.startsWith(prefix));
+    const { streamPrefixes: prefixes, eventTypes: types } = this.options;
+    const wanted = (event: RecordedEvent) =>
+      (prefixes === undefined || prefixes.some((prefix) => event.streamId.startsWith(prefix))) &&
+      (types === undefined || types.includes(event.type));
     let lastPosition = this.options.fromPosition ?? 0n;
     let caughtUp = false;
     // Let the caller hold the subscription (and call stop()) before the first event arrives.
@@ -60,17 +77,20 @@ export class PollingSubscription implements Subscription {
     try {
       while (!this.stopped) {
         const appendsBeforeRead = this.source.appendsSoFar;
-        const page = await this.source.readPage(lastPosition, this.tuning.pageSize);
+        const { events: page, scannedTo, more } = await this.nextPage(lastPosition, types);
         for (const event of page) {
           if (this.stopped) return;
-          if (wanted(event.streamId)) {
+          if (wanted(event)) {
             await PollingSubscription.current.run(this, () => this.handler(event));
           }
           // Advanced only once handled, so a failing event is never skipped.
           lastPosition = event.position;
         }
-        if (page.length === this.tuning.pageSize) {
-          // A full page: more may follow at once; let timers and I/O run between pages.
+        // Past the events of other types too, so the next read does not look at them again.
+        const full = page.length === this.tuning.pageSize;
+        if (!full && scannedTo > lastPosition) lastPosition = scannedTo;
+        if (full || more === true) {
+          // More may follow at once; let timers and I/O run between pages.
           await yieldToEventLoop();
           continue;
         }
@@ -93,6 +113,14 @@ export class PollingSubscription implements Subscription {
       this.stopped = true;
       reportStoppedSubscription(this.options, error);
     }
+  }
+
+  /** The next page: only the wanted types where the store can skip the others itself. */
+  private async nextPage(after: bigint, types: string[] | undefined): Promise<PageOfTypes> {
+    if (types !== undefined && this.source.readPageOfTypes !== undefined) {
+      return this.source.readPageOfTypes(after, this.tuning.pageSize, types);
+    }
+    return { events: await this.source.readPage(after, this.tuning.pageSize), scannedTo: after };
   }
 }
 

@@ -35,6 +35,29 @@ interface Obligation {
   run: () => Promise<unknown>;
 }
 
+/**
+ * The events that oblige or release: a few in a ledger's history, which is mostly charges.
+ * The store skips the rest without reading them, so the read at boot stays short however
+ * long the history grows.
+ */
+const USER_EVENTS: Record<UserEvent['type'], true> = {
+  UserRegistered: true,
+  ActiveOrganizationSwitched: true,
+};
+const OBSERVED: string[] = [
+  ...([
+    'CreditsTransferredOut',
+    'CreditsTransferredIn',
+    'OrganizationCreated',
+    'MemberRemoved',
+    'MemberAdded',
+    'CreditsGranted',
+    'CreditsReserved',
+  ] satisfies OrganizationEvent['type'][]),
+  // Every user event: any switch settles a removed member's active organization.
+  ...Object.keys(USER_EVENTS),
+];
+
 /** How long the request that caused an obligation has to fulfil it before we step in. */
 const GRACE_MS = 2_000;
 const SWEEP_EVERY_MS = 500;
@@ -45,8 +68,8 @@ const SWEEP_EVERY_MS = 500;
  * - a registered user whose personal organization is missing gets it;
  * - a removed member whose active organization it was is moved to their personal one;
  * - expired grants and holds get their CreditsExpired / ReservationReleased soon after.
- * It reads every stream from the start at boot (obligations are fulfilled by later events
- * in the same history), then follows live.
+ * It reads the events that matter to it from the start at boot (obligations are fulfilled by
+ * later events in the same history), then follows live.
  */
 @Injectable()
 export class FollowUps implements OnApplicationBootstrap, OnApplicationShutdown {
@@ -74,6 +97,7 @@ export class FollowUps implements OnApplicationBootstrap, OnApplicationShutdown 
     this.subscription = this.store.subscribeToAll((event) => this.observe(event), {
       fromPosition: 0n,
       streamPrefixes: ['organization-', 'user-'],
+      eventTypes: OBSERVED,
       onCaughtUp: () => {
         this.caughtUp = true;
         this.logger.log(`caught up; ${this.obligations.size} follow-ups outstanding`);

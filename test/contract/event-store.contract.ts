@@ -349,6 +349,39 @@ export function describeEventStoreContract(
         expect(received).toEqual(expected);
       });
 
+      it('delivers only the event types asked for, in order, through the history and live', async () => {
+        const start = await store.headPosition();
+        // Rare types among many others, as the follow-ups see a ledger's history.
+        await append(
+          'org',
+          [...newEvents(30, 'CharmRunCharged'), ...newEvents(1, 'MemberAdded')],
+          'no_stream',
+        );
+        await append('other', newEvents(2, 'MemberRemoved'), 'no_stream');
+        await append('org', newEvents(40, 'CharmRunCharged'), 30n);
+        const expected = (await readMine(start))
+          .filter((event) => event.type !== 'CharmRunCharged')
+          .map((event) => `${event.type} ${event.position}`);
+        expect(expected).toHaveLength(3);
+
+        const seen: string[] = [];
+        subscribe((event) => void seen.push(`${event.type} ${event.position}`), {
+          fromPosition: start,
+          streamPrefixes: [ns],
+          eventTypes: ['MemberAdded', 'MemberRemoved'],
+          onCaughtUp: () => void seen.push('caught up'),
+        });
+        await waitFor(() => seen.includes('caught up'), 'onCaughtUp');
+        expect(seen).toEqual([...expected, 'caught up']);
+
+        // Live: other types in between are passed over, the wanted ones arrive in order.
+        await append('org', newEvents(5, 'CharmRunCharged'), 70n);
+        const { position } = await append('org', newEvents(1, 'MemberAdded'), 75n);
+        await waitFor(() => seen.length === 5, 'the live event');
+        await delay(50);
+        expect(seen).toEqual([...expected, 'caught up', `MemberAdded ${position}`]);
+      });
+
       it('calls onCaughtUp once, after the history and before live events', async () => {
         const start = await store.headPosition();
         await append('org', newEvents(3), 'no_stream');

@@ -284,6 +284,45 @@ describe.each(WRITES)('SqliteEventStore, writes %s', (writes) => {
     expect(await store.loadSnapshot('organization-other')).toBeUndefined();
   });
 
+  it('skips a long run of other event types a bounded range at a time, turning the event loop between', async () => {
+    const store = open(newFile(), { typesScanWindow: 100, pageSize: 50 });
+    const start = await store.headPosition();
+    const types = ['CharmRunCharged', 'MemberAdded'];
+    for (let i = 0; i < 10; i += 1) {
+      await store.appendToStream(
+        `organization-${i}`,
+        [...newEvents(99, 'CharmRunCharged'), newEvent('MemberAdded', { i })],
+        'no_stream',
+      );
+    }
+    let turns = 0;
+    const ticking = setInterval(() => (turns += 1), 0);
+    const seen: string[] = [];
+    const subscription = store.subscribeToAll(
+      (event) => void seen.push(`${event.streamId} ${event.type}`),
+      {
+        fromPosition: start,
+        eventTypes: [types[1]],
+        onCaughtUp: () => void seen.push('caught up'),
+      },
+    );
+    try {
+      await waitFor(() => seen.includes('caught up'), 'onCaughtUp');
+      expect(seen).toEqual([
+        ...Array.from({ length: 10 }, (_, i) => `organization-${i} MemberAdded`),
+        'caught up',
+      ]);
+      // 1,000 positions looked at 100 per read, with the event loop turning between reads.
+      expect(turns).toBeGreaterThan(3);
+      await store.appendToStream('organization-0', newEvents(1, 'MemberAdded'), 99n);
+      await waitFor(() => seen.length === 12, 'the live event');
+      expect(seen[11]).toBe('organization-0 MemberAdded');
+    } finally {
+      clearInterval(ticking);
+      await subscription.stop();
+    }
+  });
+
   it("sees another instance's appends on the same file through polling", async () => {
     const file = newFile();
     const writer = open(file);

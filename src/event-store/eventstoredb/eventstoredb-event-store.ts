@@ -373,6 +373,12 @@ class EventStoreDbSubscription implements Subscription {
           backoff = this.tuning.resubscribeDelayMs;
           const event = toRecordedEvent(item.event);
           if (event === undefined || event.position <= last) continue;
+          // The server filters by stream or by type, not both: the type is checked here.
+          const types = this.options.eventTypes;
+          if (types !== undefined && !types.includes(event.type)) {
+            last = event.position;
+            continue;
+          }
           try {
             await this.inside(() => this.handler(event));
           } catch (error) {

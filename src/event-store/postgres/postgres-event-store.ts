@@ -18,7 +18,12 @@ import {
   WrongExpectedRevisionError,
 } from '../event-store';
 import { checkedMaxCount } from '../adapter-support';
-import { AppendSignal, PollingSubscription, type PollingSource } from '../polling-subscription';
+import {
+  AppendSignal,
+  type PageOfTypes,
+  PollingSubscription,
+  type PollingSource,
+} from '../polling-subscription';
 
 export interface PostgresEventStoreOptions {
   /** Connections in the pool (appends, reads and subscriptions share it). */
@@ -297,6 +302,27 @@ export class PostgresEventStore implements EventStore, SnapshotStore, PollingSou
       [afterPosition.toString(), limit],
     );
     return rows.map(toRecordedEvent);
+  }
+
+  /** @internal Events of `types` after `afterPosition` that no late commit can precede. */
+  async readPageOfTypes(
+    afterPosition: bigint,
+    limit: number,
+    types: readonly string[],
+  ): Promise<PageOfTypes> {
+    // Every transaction below the bound had ended when it was taken, so a later statement
+    // sees all of their events: nothing more can appear below it.
+    const { rows: bounds } = await this.pool.query<{ bound: string }>(
+      `SELECT ${VISIBLE_BOUND}::text AS bound`,
+    );
+    const bound = BigInt(bounds[0].bound);
+    const { rows } = await this.pool.query<EventRow>(
+      `SELECT ${EVENT_COLUMNS} FROM ledger_events
+       WHERE position > $1 AND position < $2 AND type = ANY($3::text[])
+       ORDER BY position LIMIT $4`,
+      [afterPosition.toString(), bound.toString(), types, limit],
+    );
+    return { events: rows.map(toRecordedEvent), scannedTo: bound - 1n };
   }
 
   /** @internal */

@@ -30,7 +30,12 @@ import {
   WrongExpectedRevisionError,
 } from '../event-store';
 import { checkedMaxCount } from '../adapter-support';
-import { AppendSignal, PollingSubscription, type PollingSource } from '../polling-subscription';
+import {
+  AppendSignal,
+  type PageOfTypes,
+  PollingSubscription,
+  type PollingSource,
+} from '../polling-subscription';
 
 export interface SqliteEventStoreOptions {
   /** Events read per query while a subscription catches up. */
@@ -59,6 +64,12 @@ export interface SqliteEventStoreOptions {
    * on meanwhile (the service); `inline` (the default): on the caller's thread.
    */
   writes?: 'inline' | 'thread';
+  /**
+   * Positions a subscription to some event types looks at per read, at most: the scan is
+   * synchronous, and a long history skipped in one go would hold the event loop (50,000,
+   * about 10 ms).
+   */
+  typesScanWindow?: number;
 }
 
 interface QueuedAppend {
@@ -131,6 +142,7 @@ const DEFAULTS: Required<SqliteEventStoreOptions> = {
   walCheckpoints: 'inline',
   integrityCheck: true,
   writes: 'inline',
+  typesScanWindow: 50_000,
 };
 
 /**
@@ -379,6 +391,21 @@ export class SqliteEventStore implements EventStore, SnapshotStore, PollingSourc
     return this.statements.readAll.all(afterPosition, limit).map(toRecordedEvent);
   }
 
+  /** @internal Events of `types` after `afterPosition`, at most `typesScanWindow` further on. */
+  readPageOfTypes(afterPosition: bigint, limit: number, types: readonly string[]): PageOfTypes {
+    // Later commits get higher positions: nothing can appear at or below this head after.
+    const head = this.statements.headPosition.get() as bigint;
+    const window = BigInt(this.options.typesScanWindow);
+    const upTo = head - afterPosition > window ? afterPosition + window : head;
+    const rows = this.statements.readAllOfTypes.all(
+      afterPosition,
+      upTo,
+      JSON.stringify(types),
+      limit,
+    );
+    return { events: rows.map(toRecordedEvent), scannedTo: upTo, more: upTo < head };
+  }
+
   /**
    * Keeps what this instance just committed, for the readers that follow right behind it
    * (projections, the JetStream publisher, follow-ups): they take it from memory instead of
@@ -472,6 +499,11 @@ export class SqliteEventStore implements EventStore, SnapshotStore, PollingSourc
       ),
       readAll: db.prepare<[bigint, number], EventRow>(
         `SELECT ${eventColumns} FROM events WHERE position > ? ORDER BY position ASC LIMIT ?`,
+      ),
+      readAllOfTypes: db.prepare<[bigint, bigint, string, number], EventRow>(
+        `SELECT ${eventColumns} FROM events
+         WHERE position > ? AND position <= ? AND type IN (SELECT value FROM json_each(?))
+         ORDER BY position ASC LIMIT ?`,
       ),
       ping: db.prepare<[], unknown>('SELECT 1'),
       loadSnapshot: db.prepare<[string], SnapshotRow>(
