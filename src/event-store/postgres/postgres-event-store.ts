@@ -310,19 +310,21 @@ export class PostgresEventStore implements EventStore, SnapshotStore, PollingSou
     limit: number,
     types: readonly string[],
   ): Promise<PageOfTypes> {
-    // Every transaction below the bound had ended when it was taken, so a later statement
-    // sees all of their events: nothing more can appear below it.
-    const { rows: bounds } = await this.pool.query<{ bound: string }>(
-      `SELECT ${VISIBLE_BOUND}::text AS bound`,
+    // One statement, one snapshot: the bound, and the events of those types below it (none,
+    // as one row of nulls). Nothing can commit below the bound later.
+    const { rows } = await this.pool.query<EventRow & { bound: string }>(
+      `SELECT b.bound::text AS bound, e.*
+       FROM (SELECT ${VISIBLE_BOUND} AS bound) b
+       LEFT JOIN LATERAL (
+         SELECT ${EVENT_COLUMNS} FROM ledger_events
+         WHERE position > $1 AND position < b.bound AND type = ANY($2::text[])
+         ORDER BY position LIMIT $3
+       ) e ON true`,
+      [afterPosition.toString(), types, limit],
     );
-    const bound = BigInt(bounds[0].bound);
-    const { rows } = await this.pool.query<EventRow>(
-      `SELECT ${EVENT_COLUMNS} FROM ledger_events
-       WHERE position > $1 AND position < $2 AND type = ANY($3::text[])
-       ORDER BY position LIMIT $4`,
-      [afterPosition.toString(), bound.toString(), types, limit],
-    );
-    return { events: rows.map(toRecordedEvent), scannedTo: bound - 1n };
+    const bound = BigInt(rows[0].bound);
+    const events = rows[0].position === null ? [] : rows.map(toRecordedEvent);
+    return { events, scannedTo: bound - 1n };
   }
 
   /** @internal */
