@@ -252,9 +252,13 @@ export class AggregateWriter<State, Command, Event extends DomainEvent> {
     const snapshots = this.type.snapshots;
     if (snapshots && this.snapshots) {
       const snapshot = await this.snapshots.loadSnapshot(streamId);
-      if (snapshot && snapshot.schemaVersion === snapshots.schemaVersion) {
+      const readable =
+        snapshot !== undefined &&
+        (snapshot.schemaVersion === snapshots.schemaVersion ||
+          snapshots.alsoReads?.includes(snapshot.schemaVersion) === true);
+      if (snapshot && readable) {
         loaded = {
-          state: snapshots.deserialize(snapshot.state),
+          state: snapshots.deserialize(snapshot.state, snapshot.schemaVersion),
           revision: snapshot.revision,
           position: snapshot.position,
           snapshotRevision: snapshot.revision,

@@ -21,7 +21,13 @@ export interface AggregateType<State, Command, Event extends DomainEvent> {
      * state's snapshot does not hold other requests up for its whole length.
      */
     serialize(state: State): Generator<void, string, void>;
-    deserialize(text: string): State;
+    /** `schemaVersion` is the snapshot's: the current one, or one of `alsoReads`. */
+    deserialize(text: string, schemaVersion: number): State;
+    /**
+     * Older versions `deserialize` still reads, so that an upgrade does not send every large
+     * aggregate back to its whole history on its first load.
+     */
+    alsoReads?: readonly number[];
     /**
      * Roughly how many entries a snapshot of `state` holds. The writer snapshots no more
      * often than every `size / 40` events, so snapshotting costs O(1) per event however

@@ -14,6 +14,7 @@ import { evolve } from '../ledger/organization/evolve';
 import {
   deserializeOrganization,
   ORGANIZATION_SNAPSHOT_VERSION,
+  ORGANIZATION_SNAPSHOT_VERSIONS_READ,
   serializeOrganizationInSlices,
 } from '../ledger/organization/snapshot';
 import { initialOrganizationState, type OrganizationState } from '../ledger/organization/state';
@@ -42,6 +43,7 @@ export const organizationAggregate: AggregateType<
     schemaVersion: ORGANIZATION_SNAPSHOT_VERSION,
     serialize: serializeOrganizationInSlices,
     deserialize: deserializeOrganization,
+    alsoReads: ORGANIZATION_SNAPSHOT_VERSIONS_READ,
     // Runs kept for idempotency dominate an organization's snapshot.
     size: (state) => state.runs.size + state.grants.size + state.members.size,
   },

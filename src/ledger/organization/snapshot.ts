@@ -5,6 +5,8 @@ import type { CharmRun, OrganizationState } from './state';
 
 /** Bump when the state's shape changes: older snapshots are then ignored and rebuilt. */
 export const ORGANIZATION_SNAPSHOT_VERSION = 6;
+/** Older snapshots still read: version 5 held the settled runs' columns on one line. */
+export const ORGANIZATION_SNAPSHOT_VERSIONS_READ = [5] as const;
 
 /** Runs encoded between two places where a snapshot taken in slices may pause. */
 const RUNS_PER_SLICE = 500;
@@ -383,12 +385,16 @@ export function* serializeOrganizationInSlices(
   return `${rest}\n${settled}\n[${recent.join(',')}]`;
 }
 
-export function deserializeOrganization(text: string): OrganizationState {
+export function deserializeOrganization(
+  text: string,
+  schemaVersion: number = ORGANIZATION_SNAPSHOT_VERSION,
+): OrganizationState {
   const first = text.indexOf('\n');
   const last = text.lastIndexOf('\n');
   const raw = JSON.parse(text.slice(0, first));
   const recent = text.slice(last + 1);
-  const settled = ColumnTier.read(text.slice(first + 1, last));
+  const tierText = text.slice(first + 1, last);
+  const settled = ColumnTier.read(schemaVersion === 5 ? tierFromVersion5(tierText) : tierText);
   return {
     ...raw,
     members: ImmutableMap(raw.members),
@@ -422,4 +428,21 @@ function runOfRow(row: RunRow): CharmRun {
   };
   if (rare.length === 0) return run;
   return withRareFields(run, [0, ...(rare as [number, [string, number][], string | null])]);
+}
+
+/**
+ * Version 5's settled runs (one line: every column, ids and charge times included) as this
+ * version's lines. Read once per load; the next snapshot writes version 6.
+ */
+function tierFromVersion5(line: string): string {
+  const { ids, chargedAt, ...columns } = JSON.parse(line) as RunColumns & {
+    ids: string[];
+    chargedAt: number[];
+  };
+  const summary: TierSummary = { size: ids.length, firstCharged: null, lastCharged: null };
+  for (const charged of chargedAt) {
+    summary.firstCharged = Math.min(summary.firstCharged ?? charged, charged);
+    summary.lastCharged = Math.max(summary.lastCharged ?? charged, charged);
+  }
+  return [summary, ids, chargedAt, columns].map((part) => JSON.stringify(part)).join('\n');
 }

@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { balanceAt } from '../../../src/ledger/organization/balance';
 import { decide } from '../../../src/ledger/organization/decide';
 import type { OrganizationCommand } from '../../../src/ledger/organization/commands';
@@ -9,6 +11,7 @@ import {
   serializeOrganization,
   serializeOrganizationInSlices,
 } from '../../../src/ledger/organization/snapshot';
+import { RunBook } from '../../../src/ledger/organization/run-book';
 import { at, DAY, T0 } from '../../support/decider';
 import {
   charge,
@@ -285,5 +288,41 @@ describe('snapshots', () => {
     expect([...noneKept.runs.values()]).toEqual([]);
     expect(decide(charge('r0', 2), noneKept, T0 + 9 * DAY)).toHaveLength(1);
     expect(deserializeOrganization(serializeOrganization(noneKept)).runs.size).toBe(0);
+  });
+
+  it('read a version 5 snapshot (written before this version) as the state it was taken of', () => {
+    // organization-snapshot-v5.txt was written by version 5's serializer from this state.
+    const folded = organization.given([
+      created(),
+      granted('a', 1_000),
+      granted('b', 50, { expiresAt: at(T0 + DAY) }),
+      ...Array.from({ length: 6 }, (_, i) =>
+        charged(`r${i}`, [{ grantId: i % 2 ? 'b' : 'a', amount: 3 }], { charmId: `c${i % 2}` }),
+      ),
+      reserved('h1', [{ grantId: 'a', amount: 10 }], at(T0 + DAY)),
+      refunded('r1', [{ grantId: 'b', amount: 1 }], { refundId: 'x' }),
+    ]).state;
+    let state: OrganizationState = { ...folded, runs: RunBook.of([...folded.runs.values()]) };
+    for (const command of [
+      charge('r6', 4),
+      { type: 'RefundCharmRun', runId: 'r2', amount: 2, refundId: 'y' } as const,
+      { type: 'CaptureReservation', reservationId: 'h1', amount: 4, runId: 'r7' } as const,
+    ]) {
+      state = decide(command, state, T0).reduce(evolve, state);
+    }
+    const text = readFileSync(join(__dirname, 'fixtures', 'organization-snapshot-v5.txt'), 'utf8');
+    const byId = (runs: Iterable<{ runId: string }>) =>
+      [...runs].sort((a, b) => a.runId.localeCompare(b.runId));
+
+    const restored = deserializeOrganization(text, 5);
+    expect(byId(restored.runs.values())).toEqual(byId(state.runs.values()));
+    expect(restored.runs.size).toBe(8);
+    expect(balanceAt(restored, T0)).toEqual(balanceAt(state, T0));
+    for (const command of [charge('r1', 3), charge('r8', 5), { type: 'ExpireDue' } as const]) {
+      expect(decisionOf(command, restored)).toEqual(decisionOf(command, state));
+    }
+    // Its next snapshot is of this version, and reads back the same.
+    const again = deserializeOrganization(serializeOrganization(restored));
+    expect(byId(again.runs.values())).toEqual(byId(state.runs.values()));
   });
 });

@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { SqliteEventStore } from '../../../src/event-store/sqlite/sqlite-event-store';
 import { LedgerError } from '../../../src/ledger/errors';
 import { availableCredits } from '../../../src/ledger/organization/burn-down';
@@ -182,6 +184,43 @@ describe('the write pipeline (group commit per organization)', () => {
     expect(availableCredits(loaded.state, clock.now())).toBe(975);
     const replay = await charge(restarted, 'big', 'r3');
     expect(replay.answer.replayed).toBe(true);
+  });
+
+  it('loads a snapshot of a version it still reads, and ignores one it does not know', async () => {
+    const first = writer({ snapshotEvery: 10 });
+    await organizationWith(first, 'big', 1000);
+    for (let i = 0; i < 25; i++) await charge(first, 'big', `r${i}`);
+    await first.snapshotsWritten();
+    const snapshot = (await store.loadSnapshot('organization-big'))!;
+    const readFrom = async (schemaVersion: number) => {
+      await store.saveSnapshot({ ...snapshot, schemaVersion });
+      const read = jest.spyOn(store, 'readStream');
+      const loaded = await writer().read('big');
+      const from = read.mock.calls[0][1]?.fromRevision;
+      read.mockRestore();
+      expect(availableCredits(loaded.state, clock.now())).toBe(975);
+      return from;
+    };
+
+    const current = organizationAggregate.snapshots!.schemaVersion;
+    expect(await readFrom(current)).toBe(snapshot.revision + 1n);
+    expect(await readFrom(99)).toBe(0n);
+
+    // A version 5 snapshot (written by the previous format) is read, not replayed past.
+    await store.saveSnapshot({
+      streamId: 'organization-acme',
+      revision: 40n,
+      position: 1n,
+      schemaVersion: 5,
+      state: readFileSync(
+        join(__dirname, '..', 'domain', 'fixtures', 'organization-snapshot-v5.txt'),
+        'utf8',
+      ),
+    });
+    const acme = await writer().read('acme');
+    expect(acme.revision).toBe(40n);
+    expect(acme.state.runs.size).toBe(8);
+    expect(acme.state.runs.get('r7')).toMatchObject({ reservationId: 'h1', amount: 4 });
   });
 
   it('reports how long each load from the store took, and whether it started from a snapshot', async () => {
