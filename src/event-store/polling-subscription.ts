@@ -11,7 +11,7 @@ export interface PollingSource {
    * Events of `types` strictly after `afterPosition`, at most `limit`, and how far the read
    * looked: no event of those types at or below `scannedTo` is left unread.
    */
-  readPageOfTypes?(
+  readPageOfTypes(
     afterPosition: bigint,
     limit: number,
     types: readonly string[],
@@ -66,10 +66,10 @@ export class PollingSubscription implements Subscription {
   }
 
   private async run(): Promise<void> {
+    // The source picks out the event types; the stream prefixes are checked here.
     const { streamPrefixes: prefixes, eventTypes: types } = this.options;
     const wanted = (event: RecordedEvent) =>
-      (prefixes === undefined || prefixes.some((prefix) => event.streamId.startsWith(prefix))) &&
-      (types === undefined || types.includes(event.type));
+      prefixes === undefined || prefixes.some((prefix) => event.streamId.startsWith(prefix));
     let lastPosition = this.options.fromPosition ?? 0n;
     let caughtUp = false;
     // Let the caller hold the subscription (and call stop()) before the first event arrives.
@@ -115,11 +115,9 @@ export class PollingSubscription implements Subscription {
     }
   }
 
-  /** The next page: only the wanted types where the store can skip the others itself. */
+  /** The next page: only the wanted types, which the store picks out itself. */
   private async nextPage(after: bigint, types: string[] | undefined): Promise<PageOfTypes> {
-    if (types !== undefined && this.source.readPageOfTypes !== undefined) {
-      return this.source.readPageOfTypes(after, this.tuning.pageSize, types);
-    }
+    if (types !== undefined) return this.source.readPageOfTypes(after, this.tuning.pageSize, types);
     return { events: await this.source.readPage(after, this.tuning.pageSize), scannedTo: after };
   }
 }

@@ -252,11 +252,9 @@ export class AggregateWriter<State, Command, Event extends DomainEvent> {
     const snapshots = this.type.snapshots;
     if (snapshots && this.snapshots) {
       const snapshot = await this.snapshots.loadSnapshot(streamId);
-      const readable =
-        snapshot !== undefined &&
-        (snapshot.schemaVersion === snapshots.schemaVersion ||
-          snapshots.alsoReads?.includes(snapshot.schemaVersion) === true);
-      if (snapshot && readable) {
+      const readable = (version: number) =>
+        version === snapshots.schemaVersion || snapshots.alsoReads?.includes(version) === true;
+      if (snapshot && readable(snapshot.schemaVersion)) {
         loaded = {
           state: snapshots.deserialize(snapshot.state, snapshot.schemaVersion),
           revision: snapshot.revision,

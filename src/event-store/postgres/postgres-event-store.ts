@@ -78,6 +78,12 @@ const MIGRATIONS: readonly string[] = [
      FOR EACH STATEMENT EXECUTE FUNCTION ledger_events_appended();`,
 ];
 
+/** What an append's statement answers: both null when the expected revision did not hold. */
+interface AppendedRow {
+  revision: string | null;
+  position: string | null;
+}
+
 const EVENT_COLUMNS = 'position, event_id, stream_id, revision, type, data, metadata';
 
 /**
@@ -153,7 +159,7 @@ export class PostgresEventStore implements EventStore, SnapshotStore, PollingSou
       throw new RangeError(`an append holds at most ${MAX_EVENTS_PER_APPEND - 1} events`);
     }
     const { sql, parameters } = appendStatement(streamId, events, expected);
-    let appended: { revision: string | null; position: string | null };
+    let appended: AppendedRow;
     try {
       appended = await this.inOneTransaction(streamId, sql, parameters);
     } catch (error) {
@@ -176,16 +182,19 @@ export class PostgresEventStore implements EventStore, SnapshotStore, PollingSou
    * Runs an append's one statement: on its own it is its own transaction, one round trip.
    * With the `beforeCommit` test seam, inside BEGIN ... COMMIT, so a test can hold it open.
    */
-  private async inOneTransaction(streamId: string, sql: string, parameters: unknown[]) {
-    type Appended = { revision: string | null; position: string | null };
+  private async inOneTransaction(
+    streamId: string,
+    sql: string,
+    parameters: unknown[],
+  ): Promise<AppendedRow> {
     const beforeCommit = this.tuning.beforeCommit;
     if (beforeCommit === undefined) {
-      return (await this.pool.query<Appended>(sql, parameters)).rows[0];
+      return (await this.pool.query<AppendedRow>(sql, parameters)).rows[0];
     }
     const client = await this.pool.connect();
     try {
       await client.query('BEGIN');
-      const { rows } = await client.query<Appended>(sql, parameters);
+      const { rows } = await client.query<AppendedRow>(sql, parameters);
       await beforeCommit(streamId);
       await client.query('COMMIT');
       client.release();

@@ -3,10 +3,15 @@ import type { Allocation } from './events';
 import { LayeredTier, RunBook, type SettledRuns } from './run-book';
 import type { CharmRun, OrganizationState } from './state';
 
-/** Bump when the state's shape changes: older snapshots are then ignored and rebuilt. */
+/**
+ * Bump when the state's shape changes: older snapshots are then ignored and rebuilt, unless
+ * listed in ORGANIZATION_SNAPSHOT_VERSIONS_READ.
+ */
 export const ORGANIZATION_SNAPSHOT_VERSION = 6;
-/** Older snapshots still read: version 5 held the settled runs' columns on one line. */
-export const ORGANIZATION_SNAPSHOT_VERSIONS_READ = [5] as const;
+/** Version 5 held the settled runs' columns on one line (see `tierFromVersion5`). */
+const VERSION_5 = 5;
+/** Older snapshots still read. */
+export const ORGANIZATION_SNAPSHOT_VERSIONS_READ = [VERSION_5];
 
 /** Runs encoded between two places where a snapshot taken in slices may pause. */
 const RUNS_PER_SLICE = 500;
@@ -394,7 +399,9 @@ export function deserializeOrganization(
   const raw = JSON.parse(text.slice(0, first));
   const recent = text.slice(last + 1);
   const tierText = text.slice(first + 1, last);
-  const settled = ColumnTier.read(schemaVersion === 5 ? tierFromVersion5(tierText) : tierText);
+  const settled = ColumnTier.read(
+    schemaVersion === VERSION_5 ? tierFromVersion5(tierText) : tierText,
+  );
   return {
     ...raw,
     members: ImmutableMap(raw.members),
