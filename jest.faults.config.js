@@ -6,7 +6,9 @@ module.exports = {
   roots: ['<rootDir>/test/faults'],
   testMatch: ['**/test/faults/**/*.faults.ts'],
   transform: { '^.+\\.(t|j)s$': '@swc/jest' },
-  transformIgnorePatterns: ['/node_modules/(?!(@nestjs|jose|commander)/)'],
+  transformIgnorePatterns: [
+    '/node_modules/(?!(@nestjs|@fastify|content-disposition|jose|commander)/)',
+  ],
   maxWorkers: 1,
   testTimeout: 240_000,
   reporters: [

@@ -1,8 +1,8 @@
 import { NestFactory } from '@nestjs/core';
-import type { NestExpressApplication } from '@nestjs/platform-express';
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Logger } from 'nestjs-pino';
 import { grpcOptions } from './api/grpc/grpc-options';
-import { configureHttp } from './api/http/http-setup';
+import { configureHttp, ledgerHttpAdapter } from './api/http/http-setup';
 import { AppModule } from './app.module';
 import { ConfigError, LedgerConfig, loadConfig } from './config/config';
 
@@ -20,16 +20,16 @@ async function bootstrap(): Promise<void> {
     throw error;
   }
 
-  let app: NestExpressApplication;
+  let app: NestFastifyApplication;
   try {
     // abortOnError false: a provider that cannot open (a damaged event store, a database that
     // refuses) ends the start with its reason instead of process.abort() and a core dump;
     // autoFlushLogs false keeps Nest's own multi-line report of it out of the output.
-    app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config), {
-      bufferLogs: true,
-      abortOnError: false,
-      autoFlushLogs: false,
-    });
+    app = await NestFactory.create<NestFastifyApplication>(
+      AppModule.forRoot(config),
+      ledgerHttpAdapter(),
+      { bufferLogs: true, abortOnError: false, autoFlushLogs: false },
+    );
   } catch (error) {
     process.stderr.write(
       `The ledger did not start: ${error instanceof Error ? error.message : String(error)}\n`,
@@ -44,7 +44,8 @@ async function bootstrap(): Promise<void> {
   app.connectMicroservice(grpcOptions(config));
   try {
     await app.startAllMicroservices();
-    await app.listen(config.port);
+    // Every interface, as a service in a container must (Fastify alone would take localhost).
+    await app.listen(config.port, '0.0.0.0');
   } catch (error) {
     logger.error(error instanceof Error ? error : new Error(String(error)), 'Bootstrap');
     await app.close();

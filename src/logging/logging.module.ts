@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { DynamicModule } from '@nestjs/common';
+import { RequestMethod, type DynamicModule } from '@nestjs/common';
 import { LoggerModule } from 'nestjs-pino';
+import type { DestinationStream } from 'pino';
 import type { Options } from 'pino-http';
 import type { LedgerConfig } from '../config/config';
 
@@ -15,18 +16,32 @@ const SAFE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
  * request carries its id, which is echoed in the `x-request-id` response header. Credentials
  * never reach the log.
  */
-export function loggerModule(config: Pick<LedgerConfig, 'logLevel'>): DynamicModule {
-  return LoggerModule.forRoot({ pinoHttp: requestLogOptions(config) });
+export function loggerModule(
+  config: Pick<LedgerConfig, 'logLevel'>,
+  destination?: DestinationStream,
+): DynamicModule {
+  const options = requestLogOptions(config);
+  return LoggerModule.forRoot({
+    pinoHttp: destination ? [options, destination] : options,
+    // Every path: nestjs-pino's default pattern (`{/*splat}`) matches no request under Fastify.
+    forRoutes: [{ path: '{*path}', method: RequestMethod.ALL }],
+  });
+}
+
+/** The caller's `x-request-id` if it is safe to log, else a new one. */
+export function requestIdOf(request: IncomingMessage): string {
+  const incoming = request.headers[REQUEST_ID_HEADER];
+  return typeof incoming === 'string' && SAFE_REQUEST_ID.test(incoming) ? incoming : randomUUID();
 }
 
 /** How requests are logged (pino-http). */
 export function requestLogOptions(config: Pick<LedgerConfig, 'logLevel'>): Options {
   return {
     level: config.logLevel,
+    // Under the service, Fastify has named the request already (ledgerHttpAdapter), by the
+    // same rule; this names a request that arrives without an id.
     genReqId: (request: IncomingMessage, response: ServerResponse) => {
-      const incoming = request.headers[REQUEST_ID_HEADER];
-      const id =
-        typeof incoming === 'string' && SAFE_REQUEST_ID.test(incoming) ? incoming : randomUUID();
+      const id = requestIdOf(request);
       response.setHeader(REQUEST_ID_HEADER, id);
       return id;
     },

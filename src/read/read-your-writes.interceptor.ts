@@ -4,7 +4,7 @@ import {
   type ExecutionContext,
   type NestInterceptor,
 } from '@nestjs/common';
-import type { Request } from 'express';
+import type { FastifyRequest } from 'fastify';
 import { from, switchMap, type Observable } from 'rxjs';
 import { ReadModels } from './read-models';
 
@@ -18,7 +18,9 @@ export class ReadYourWritesInterceptor implements NestInterceptor {
 
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
     if (context.getType() !== 'http') return next.handle();
-    const request = context.switchToHttp().getRequest<Request>();
+    const request = context
+      .switchToHttp()
+      .getRequest<FastifyRequest<{ Querystring: { minPosition?: unknown } }>>();
     const value = request.method === 'GET' ? request.query.minPosition : undefined;
     if (typeof value !== 'string' || !/^\d{1,20}$/.test(value)) return next.handle();
     return from(this.readModels.reach(BigInt(value))).pipe(switchMap(() => next.handle()));

@@ -2,12 +2,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { INestApplication } from '@nestjs/common';
-import type { NestExpressApplication } from '@nestjs/platform-express';
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Test } from '@nestjs/testing';
 import request from 'supertest';
 import type TestAgent from 'supertest/lib/agent';
 import { grpcOptions } from '../../src/api/grpc/grpc-options';
-import { configureHttp } from '../../src/api/http/http-setup';
+import { configureHttp, ledgerHttpAdapter, startHttp } from '../../src/api/http/http-setup';
 import { AppModule } from '../../src/app.module';
 import { loadConfig } from '../../src/config/config';
 import { Clock } from '../../src/write/clock';
@@ -57,13 +57,15 @@ export async function startLedger(
   let builder = Test.createTestingModule({ imports: [AppModule.forRoot(config)] });
   if (options.clock) builder = builder.overrideProvider(Clock).useValue(options.clock);
   const moduleRef = await builder.compile();
-  const app = moduleRef.createNestApplication<NestExpressApplication>({ logger: false });
+  const app = moduleRef.createNestApplication<NestFastifyApplication>(ledgerHttpAdapter(), {
+    logger: false,
+  });
   configureHttp(app);
   if (options.grpcPort !== undefined) {
     app.connectMicroservice(grpcOptions({ grpcPort: options.grpcPort }, '127.0.0.1'));
     await app.startAllMicroservices();
   }
-  await app.init();
+  await startHttp(app);
   return {
     app,
     http: request.agent(app.getHttpServer()).set('authorization', `Bearer ${await serviceToken()}`),

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import { basename, join } from 'node:path';
-import type { NestExpressApplication } from '@nestjs/platform-express';
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { problem, PROBLEM_CONTENT_TYPE } from './problem-details.filter';
 
 export const CONSOLE_PATH = '/console';
@@ -34,38 +34,41 @@ export function consoleDirectory(): string {
  * Serves the console's static files at /console, ahead of Nest's routes and guard: the page
  * itself needs no token; it calls the API with the one the person pastes.
  */
-export function serveConsole(app: NestExpressApplication, directory = consoleDirectory()): void {
-  app.use(CONSOLE_PATH, consoleHeaders);
-  app.useStaticAssets(directory, {
+export function serveConsole(app: NestFastifyApplication, directory = consoleDirectory()): void {
+  if (!existsSync(join(directory, 'index.html'))) {
+    // Only the page itself gets this note; a missing asset is an ordinary 404 from Nest.
+    const notBuilt = (_request: FastifyRequest, reply: FastifyReply) =>
+      reply
+        .code(404)
+        .type(PROBLEM_CONTENT_TYPE)
+        .send(
+          JSON.stringify(
+            problem('NOT_FOUND', 'the console is not built here: run npm run build', {
+              instance: CONSOLE_PATH,
+            }),
+          ),
+        );
+    const fastify = app.getHttpAdapter().getInstance();
+    fastify.get(CONSOLE_PATH, notBuilt);
+    fastify.get(`${CONSOLE_PATH}/`, notBuilt);
+    return;
+  }
+  app.useStaticAssets({
+    root: directory,
     prefix: CONSOLE_PATH,
     index: 'index.html',
+    // `/console` answers 301 to `/console/`, so the page's relative links resolve.
     redirect: true,
-    fallthrough: true,
-  });
-  app.use(CONSOLE_PATH, (request: IncomingMessage, response: ServerResponse, next: () => void) => {
-    // Only the page itself gets this note; a missing asset is an ordinary 404 from Nest.
-    const path = (request.url ?? '/').split('?')[0];
-    if ((path !== '/' && path !== '') || existsSync(join(directory, 'index.html'))) {
-      next();
-      return;
-    }
-    response.statusCode = 404;
-    response.setHeader('content-type', PROBLEM_CONTENT_TYPE);
-    response.end(
-      JSON.stringify(
-        problem('NOT_FOUND', 'the console is not built here: run npm run build', {
-          instance: CONSOLE_PATH,
-        }),
-      ),
-    );
+    // @fastify/static 10 passes the reply here; Nest's type still names a raw response.
+    setHeaders: (reply: unknown) => consoleHeaders(reply as FastifyReply),
   });
 }
 
-function consoleHeaders(_request: IncomingMessage, response: ServerResponse, next: () => void) {
-  response.setHeader('content-security-policy', CONSOLE_CSP);
-  response.setHeader('x-content-type-options', 'nosniff');
-  response.setHeader('referrer-policy', 'no-referrer');
-  // A new build must reach the browser at once: revalidate every time (ETags keep it cheap).
-  response.setHeader('cache-control', 'no-cache');
-  next();
+function consoleHeaders(reply: FastifyReply) {
+  void reply
+    .header('content-security-policy', CONSOLE_CSP)
+    .header('x-content-type-options', 'nosniff')
+    .header('referrer-policy', 'no-referrer')
+    // A new build must reach the browser at once: revalidate every time (ETags keep it cheap).
+    .header('cache-control', 'no-cache');
 }

@@ -1,7 +1,7 @@
 import { Body, Controller, Param, Post, Res } from '@nestjs/common';
 import { CommandBus } from '@nestjs/cqrs';
 import { ApiTags } from '@nestjs/swagger';
-import type { Response } from 'express';
+import type { FastifyReply } from 'fastify';
 import type { RequestContext } from '../../write/commands';
 import {
   CaptureReservation,
@@ -35,7 +35,7 @@ export class CreditsController {
     @Param('organizationId', LedgerIdPipe) organizationId: string,
     @Body() body: GrantCreditsDto,
     @LedgerContext() context: RequestContext,
-    @Res({ passthrough: true }) response: Response,
+    @Res({ passthrough: true }) response: FastifyReply,
   ) {
     const reply = await this.commands.execute(
       new GrantCredits({ organizationId, ...body }, context),
@@ -48,7 +48,7 @@ export class CreditsController {
   async charge(
     @Body() body: ChargeCharmRunDto,
     @LedgerContext() context: RequestContext,
-    @Res({ passthrough: true }) response: Response,
+    @Res({ passthrough: true }) response: FastifyReply,
   ) {
     return written(response, await this.commands.execute(new ChargeCharmRun(body, context)));
   }
@@ -59,7 +59,7 @@ export class CreditsController {
     @Param('runId', LedgerIdPipe) runId: string,
     @Body() body: RefundCharmRunDto,
     @LedgerContext() context: RequestContext,
-    @Res({ passthrough: true }) response: Response,
+    @Res({ passthrough: true }) response: FastifyReply,
   ) {
     const reply = await this.commands.execute(
       new RefundCharmRun({ organizationId, runId, ...body }, context),
@@ -72,7 +72,7 @@ export class CreditsController {
     @Param('organizationId', LedgerIdPipe) organizationId: string,
     @Body() body: ReserveCreditsDto,
     @LedgerContext() context: RequestContext,
-    @Res({ passthrough: true }) response: Response,
+    @Res({ passthrough: true }) response: FastifyReply,
   ) {
     const reply = await this.commands.execute(
       new ReserveCredits({ organizationId, ...body }, context),
@@ -86,7 +86,7 @@ export class CreditsController {
     @Param('reservationId', LedgerIdPipe) reservationId: string,
     @Body() body: CaptureReservationDto,
     @LedgerContext() context: RequestContext,
-    @Res({ passthrough: true }) response: Response,
+    @Res({ passthrough: true }) response: FastifyReply,
   ) {
     const reply = await this.commands.execute(
       new CaptureReservation({ organizationId, reservationId, ...body }, context),
@@ -100,7 +100,7 @@ export class CreditsController {
     @Param('reservationId', LedgerIdPipe) reservationId: string,
     @Body() _body: ReleaseReservationDto,
     @LedgerContext() context: RequestContext,
-    @Res({ passthrough: true }) response: Response,
+    @Res({ passthrough: true }) response: FastifyReply,
   ) {
     const reply = await this.commands.execute(
       new ReleaseReservation({ organizationId, reservationId }, context),
@@ -113,7 +113,7 @@ export class CreditsController {
     @Param('organizationId', LedgerIdPipe) organizationId: string,
     @Body() body: TransferCreditsDto,
     @LedgerContext() context: RequestContext,
-    @Res({ passthrough: true }) response: Response,
+    @Res({ passthrough: true }) response: FastifyReply,
   ) {
     const reply = await this.commands.execute(
       new TransferCredits({ organizationId, ...body }, context),

@@ -13,7 +13,7 @@ import {
 } from '@nestjs/common';
 import { CommandBus, QueryBus } from '@nestjs/cqrs';
 import { ApiTags } from '@nestjs/swagger';
-import type { Response } from 'express';
+import type { FastifyReply } from 'fastify';
 import type { RequestContext } from '../../write/commands';
 import {
   AddMember,
@@ -47,7 +47,7 @@ export class OrganizationsController {
   async create(
     @Body() body: CreateOrganizationDto,
     @LedgerContext() context: RequestContext,
-    @Res({ passthrough: true }) response: Response,
+    @Res({ passthrough: true }) response: FastifyReply,
   ) {
     return written(response, await this.commands.execute(new CreateOrganization(body, context)));
   }
@@ -77,7 +77,7 @@ export class OrganizationsController {
     @Param('organizationId', LedgerIdPipe) organizationId: string,
     @Body() body: AddMemberDto,
     @LedgerContext() context: RequestContext,
-    @Res({ passthrough: true }) response: Response,
+    @Res({ passthrough: true }) response: FastifyReply,
   ) {
     const reply = await this.commands.execute(new AddMember({ organizationId, ...body }, context));
     return written(response, reply);
@@ -103,12 +103,12 @@ export class OrganizationsController {
     @Param('organizationId', LedgerIdPipe) organizationId: string,
     @Param('userId', LedgerIdPipe) userId: string,
     @LedgerContext() context: RequestContext,
-    @Res({ passthrough: true }) response: Response,
+    @Res({ passthrough: true }) response: FastifyReply,
   ) {
     const reply = await this.commands.execute(
       new RemoveMember({ organizationId, userId }, context),
     );
-    response.setHeader('Ledger-Position', positionText(reply.position));
+    response.header('Ledger-Position', positionText(reply.position));
   }
 
   @Put(':organizationId/low-balance-threshold')

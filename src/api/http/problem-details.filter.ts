@@ -7,9 +7,11 @@ import {
   Logger,
   LoggerService,
 } from '@nestjs/common';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage } from 'node:http';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { throwError } from 'rxjs';
 import { FieldError, LedgerError, LedgerErrorCode, ValidationFailed } from '../../ledger/errors';
+import { REQUEST_ID_HEADER } from '../../logging/logging.module';
 import { isDependencyUnavailable } from '../dependency-errors';
 
 /** The API's error codes, plus INTERNAL for what is always a bug of ours. */
@@ -52,18 +54,8 @@ export const PROBLEM_KINDS: Record<ProblemCode, ProblemKind> = {
   INTERNAL: { status: 500, title: 'Internal error', slug: 'internal' },
 };
 
-/** What the filter reads of Express's request and uses of its response. */
-type Request = IncomingMessage & {
-  method: string;
-  originalUrl: string;
-  path: string;
-  id?: unknown;
-};
-type Response = ServerResponse & {
-  status(code: number): Response;
-  type(contentType: string): Response;
-  send(body: string): Response;
-};
+/** What the filter reads of Fastify's request; `raw.id` is the request logger's id. */
+type Request = Pick<FastifyRequest, 'method' | 'url'> & { raw: IncomingMessage & { id?: unknown } };
 
 /** The stable `type` URI of a code, e.g. https://charmiq.dev/problems/insufficient-credits. */
 export const problemType = (code: ProblemCode): string =>
@@ -102,7 +94,7 @@ export const validationProblem = (errors: FieldError[]): ProblemDetails =>
 
 /**
  * The one mapping from whatever a request threw to problem+json. Domain errors keep their
- * code; Nest's and Express's HTTP errors are put into the API's codes; anything else is a
+ * code; Nest's and Fastify's HTTP errors are put into the API's codes; anything else is a
  * bug: logged with its stack, answered 500 INTERNAL with nothing of it in the body.
  */
 @Catch()
@@ -116,20 +108,20 @@ export class ProblemDetailsFilter implements ExceptionFilter {
     }
     const http = host.switchToHttp();
     const request = http.getRequest<Request>();
-    const response = http.getResponse<Response>();
+    const response = http.getResponse<FastifyReply>();
 
     const body = this.toProblem(exception, request);
-    if (response.headersSent) {
+    if (response.sent || response.raw.headersSent) {
       // Too late for a problem (e.g. a CSV stream failed halfway): cut the response short so
       // the client sees it incomplete rather than finished.
       if (body.code !== 'INTERNAL') {
         this.logger.warn(`${body.code} after the response started: ${body.detail}`);
       }
-      response.destroy();
+      response.raw.destroy();
       return;
     }
-    if (body.code === 'UNAVAILABLE') response.setHeader('Retry-After', String(RETRY_AFTER_SECONDS));
-    if (body.code === 'UNAUTHENTICATED') response.setHeader('WWW-Authenticate', 'Bearer');
+    if (body.code === 'UNAVAILABLE') response.header('Retry-After', String(RETRY_AFTER_SECONDS));
+    if (body.code === 'UNAUTHENTICATED') response.header('WWW-Authenticate', 'Bearer');
     response.status(body.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(body));
   }
 
@@ -144,64 +136,74 @@ export class ProblemDetailsFilter implements ExceptionFilter {
     }
     if (isDependencyUnavailable(exception)) {
       this.logger.warn(
-        `${request.method} ${request.originalUrl}: a dependency is unreachable: ${String(exception)}`,
+        `${request.method} ${request.url}: a dependency is unreachable: ${String(exception)}`,
       );
       return problem('UNAVAILABLE', 'A database this request needs cannot be reached; retry.');
     }
     this.logUnexpected(exception, request);
     // The request id (set by the request logger) ties the answer to the log line.
-    const hasRequestId = typeof request.id === 'string' || typeof request.id === 'number';
+    const requestId = request.raw.id;
+    const hasRequestId = typeof requestId === 'string' || typeof requestId === 'number';
     return problem(
       'INTERNAL',
       'An unexpected error occurred; it has been logged.',
-      hasRequestId ? { requestId: request.id } : {},
+      hasRequestId ? { requestId } : {},
     );
   }
 
   private logUnexpected(exception: unknown, request: Request): void {
     const error = exception instanceof Error ? exception : new Error(String(exception));
     this.logger.error(
-      `Unhandled ${error.name} on ${request.method} ${request.originalUrl}: ${error.message}`,
+      `Unhandled ${error.name} on ${request.method} ${request.url}: ${error.message}`,
       error.stack,
     );
   }
-}
-
-/** The error body-parser (through Nest's mapping) put in `cause`, if any. */
-interface BodyParserError {
-  type?: unknown;
 }
 
 function bodyProblem(message: string): ProblemDetails {
   return validationProblem([{ field: 'body', message }]);
 }
 
-/** Nest and Express HTTP errors in the API's codes; undefined for server faults (bugs). */
+/** What Fastify's router and body reading reject, by the code of the error (Nest's `cause`). */
+const FASTIFY_REJECTIONS: Record<string, () => ProblemDetails> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: () => bodyProblem('is too large'),
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: () =>
+    bodyProblem('must be JSON (Content-Type: application/json)'),
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: () => bodyProblem('was not received completely'),
+  FST_ERR_CTP_EMPTY_JSON_BODY: () => bodyProblem('must be valid JSON (an object)'),
+  FST_ERR_BAD_URL: () => validationProblem([{ field: 'path', message: 'is not a valid URI' }]),
+  FST_ERR_MAX_PARAM_LENGTH: () => validationProblem([{ field: 'path', message: 'is too long' }]),
+};
+
+/**
+ * What Fastify's router refuses before any route, hook or Nest filter runs (a malformed
+ * percent-encoding, an over-long path segment): answered as the filter would.
+ */
+export function answerRouterRejection(
+  error: { code?: string; message: string },
+  request: Pick<FastifyRequest, 'id'>,
+  reply: FastifyReply,
+): void {
+  const rejection = error.code ? FASTIFY_REJECTIONS[error.code] : undefined;
+  const body = rejection?.() ?? validationProblem([{ field: 'request', message: error.message }]);
+  void reply
+    .code(body.status)
+    .header(REQUEST_ID_HEADER, request.id)
+    .type(PROBLEM_CONTENT_TYPE)
+    .send(JSON.stringify(body));
+}
+
+/** Nest and Fastify HTTP errors in the API's codes; undefined for server faults (bugs). */
 function fromHttpException(exception: HttpException, request: Request): ProblemDetails | undefined {
   const status = exception.getStatus();
-  const cause = (exception.cause ?? {}) as BodyParserError;
-  switch (cause.type) {
-    case 'entity.parse.failed':
-      return bodyProblem('must be valid JSON (an object)');
-    case 'entity.too.large':
-      return bodyProblem('is too large');
-    case 'charset.unsupported':
-    case 'encoding.unsupported':
-      return bodyProblem('must be UTF-8 JSON');
-    case 'request.aborted':
-    case 'request.size.invalid':
-      return bodyProblem('was not received completely');
-    default:
-      break;
-  }
-  if (cause instanceof URIError) {
-    return validationProblem([{ field: 'path', message: 'is not a valid URI' }]);
-  }
+  const { code } = (exception.cause ?? {}) as { code?: unknown };
+  const rejection = typeof code === 'string' ? FASTIFY_REJECTIONS[code] : undefined;
+  if (rejection) return rejection();
   switch (status) {
     case HttpStatus.NOT_FOUND:
     case HttpStatus.GONE:
     case HttpStatus.METHOD_NOT_ALLOWED:
-      return problem('NOT_FOUND', `There is no ${request.method} ${request.path}`);
+      return problem('NOT_FOUND', `There is no ${request.method} ${request.url.split('?')[0]}`);
     case HttpStatus.UNAUTHORIZED:
       return problem('UNAUTHENTICATED', exception.message);
     case HttpStatus.FORBIDDEN:

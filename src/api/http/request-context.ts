@@ -7,7 +7,7 @@ import {
 } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import { randomUUID } from 'node:crypto';
-import type { Request } from 'express';
+import type { FastifyRequest } from 'fastify';
 import { actorOf, type Caller } from '../../auth/caller';
 import { TokenVerifier } from '../../auth/token-verifier';
 import type { RequestContext } from '../../write/commands';
@@ -15,7 +15,7 @@ import type { RequestContext } from '../../write/commands';
 /** A caller-chosen correlation id is kept if it is short and printable; otherwise we make one. */
 const CORRELATION_ID = /^[\x21-\x7e]{1,128}$/;
 
-type AuthenticatedRequest = Request & { caller?: Caller };
+type AuthenticatedRequest = FastifyRequest & { caller?: Caller };
 
 const PUBLIC = 'ledger:public';
 /** Routes anyone may call without a token (/health, /metrics). */

@@ -1,7 +1,7 @@
 import { Controller, Get, Headers, Param, Query, Res } from '@nestjs/common';
 import { QueryBus } from '@nestjs/cqrs';
 import { ApiProduces, ApiTags } from '@nestjs/swagger';
-import type { Response } from 'express';
+import type { FastifyReply } from 'fastify';
 import { GetUsage, GetUserOrganizations, nextDay, reportDays, toCsv } from '../../read/queries';
 import type { RequestContext } from '../../write/commands';
 import { ReadQueryDto, UsageQueryDto } from './dto/queries.dto';
@@ -31,7 +31,7 @@ export class UsageController {
     @Query() query: UsageQueryDto,
     @LedgerContext() { caller }: RequestContext,
     @Headers('accept') accept: string | undefined,
-    @Res({ passthrough: true }) response: Response,
+    @Res({ passthrough: true }) response: FastifyReply,
   ) {
     const { from, to } = reportDays(query.from, query.to);
     const report = await this.queries.execute(
@@ -39,8 +39,8 @@ export class UsageController {
     );
     const result = { ...report, to };
     if (accept?.includes('text/csv')) {
-      response.setHeader('content-type', 'text/csv; charset=utf-8');
-      response.setHeader(
+      response.header('content-type', 'text/csv; charset=utf-8');
+      response.header(
         'content-disposition',
         `attachment; filename="usage-${organizationId}-${from}-${to}-by-${result.groupBy}.csv"`,
       );

@@ -1,7 +1,7 @@
 import { Body, Controller, Param, Post, Put, Res } from '@nestjs/common';
 import { CommandBus } from '@nestjs/cqrs';
 import { ApiTags } from '@nestjs/swagger';
-import type { Response } from 'express';
+import type { FastifyReply } from 'fastify';
 import type { RequestContext } from '../../write/commands';
 import { RegisterUser, SwitchActiveOrganization } from '../../write/commands';
 import { RegisterUserDto, SwitchActiveOrganizationDto } from './dto/users.dto';
@@ -19,7 +19,7 @@ export class UsersController {
   async register(
     @Body() body: RegisterUserDto,
     @LedgerContext() context: RequestContext,
-    @Res({ passthrough: true }) response: Response,
+    @Res({ passthrough: true }) response: FastifyReply,
   ) {
     return written(response, await this.commands.execute(new RegisterUser(body, context)));
   }

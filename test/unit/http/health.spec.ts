@@ -1,11 +1,11 @@
-import type { NestExpressApplication } from '@nestjs/platform-express';
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import request from 'supertest';
 import { HealthChecks, HealthController } from '../../../src/api/http/health.controller';
 import { EVENT_STORE } from '../../../src/event-store/event-store';
 import { createHttpTestApp } from './test-app';
 
 describe('GET /health', () => {
-  let app: NestExpressApplication;
+  let app: NestFastifyApplication;
   let pingFails: boolean;
   const eventStore = {
     ping: jest.fn(async () => {

@@ -1,5 +1,5 @@
 import { Body, Controller, Post } from '@nestjs/common';
-import type { NestExpressApplication } from '@nestjs/platform-express';
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import request from 'supertest';
 import { IsCreditAmount, IsIsoDateTime, IsLedgerId } from '../../../src/api/http/validators';
 import { createHttpTestApp } from './test-app';
@@ -24,7 +24,7 @@ class GrantController {
 }
 
 describe('configureHttp', () => {
-  let app: NestExpressApplication;
+  let app: NestFastifyApplication;
   const http = () => request(app.getHttpServer());
 
   beforeAll(async () => {

@@ -1,5 +1,5 @@
 import { Body, Controller, Get, Param, Post, Query } from '@nestjs/common';
-import type { NestExpressApplication } from '@nestjs/platform-express';
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Transform, Type } from 'class-transformer';
 import { IsInt, IsOptional, IsString, MaxLength, Min, ValidateNested } from 'class-validator';
 import request from 'supertest';
@@ -136,7 +136,7 @@ class TestController {
 const PROBLEM = /^application\/problem\+json/;
 
 describe('HTTP edge: problem details and validation', () => {
-  let app: NestExpressApplication;
+  let app: NestFastifyApplication;
   let logger: CollectingLogger;
   const http = () => request(app.getHttpServer());
 

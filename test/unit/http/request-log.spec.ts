@@ -1,8 +1,12 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
+import { Controller, Post } from '@nestjs/common';
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { pinoHttp } from 'pino-http';
-import { requestLogOptions } from '../../../src/logging/logging.module';
+import request from 'supertest';
+import { loggerModule, requestLogOptions } from '../../../src/logging/logging.module';
+import { createHttpTestApp } from './test-app';
 
 /** The request log as the service writes it, captured from pino-http with the ledger's options. */
 describe('request log', () => {
@@ -66,4 +70,63 @@ describe('request log', () => {
     }
     expect(lines.length).toBeGreaterThanOrEqual(count);
   }
+});
+
+/** The same log as the service wires it: nestjs-pino's middleware under the Fastify adapter. */
+describe('request log in the service', () => {
+  @Controller('v1/probe')
+  class ProbeController {
+    @Post()
+    probe() {
+      return { ok: true };
+    }
+  }
+
+  let app: NestFastifyApplication;
+  let lines: string[];
+  const http = () => request(app.getHttpServer());
+
+  beforeAll(async () => {
+    lines = [];
+    const destination = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        lines.push(chunk.toString());
+        done();
+      },
+    });
+    ({ app } = await createHttpTestApp({
+      imports: [loggerModule({ logLevel: 'info' }, destination)],
+      controllers: [ProbeController],
+    }));
+  });
+  afterAll(() => app.close());
+
+  const lineOf = (id: string) =>
+    lines
+      .map((text) => JSON.parse(text) as { req?: { id?: string; url?: string }; res?: object })
+      .find((line) => line.req?.id === id && line.res);
+
+  it('logs every request once, under the id it echoes in x-request-id', async () => {
+    const answered = await http().post('/v1/probe').set('x-request-id', 'probe-7').send({});
+    expect(answered.status).toBe(201);
+    expect(answered.headers['x-request-id']).toBe('probe-7');
+
+    const missing = await http().get('/v1/nothing-here');
+    expect(missing.status).toBe(404);
+    const generated = missing.headers['x-request-id'] as string;
+    expect(generated).toMatch(/^[0-9a-f-]{36}$/);
+
+    expect(lineOf('probe-7')).toMatchObject({
+      req: { url: '/v1/probe' },
+      res: { statusCode: 201 },
+    });
+    expect(lineOf(generated)).toMatchObject({ res: { statusCode: 404 } });
+  });
+
+  it('names a request the router refuses, though no route runs for it', async () => {
+    const refused = await http().get('/v1/probe/%E0%A4%A').set('x-request-id', 'bad-url-1');
+    expect(refused.status).toBe(400);
+    expect(refused.body.code).toBe('VALIDATION_FAILED');
+    expect(refused.headers['x-request-id']).toBe('bad-url-1');
+  });
 });

@@ -1,7 +1,7 @@
 import { LoggerService } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
-import type { NestExpressApplication } from '@nestjs/platform-express';
-import { configureHttp } from '../../../src/api/http/http-setup';
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import { configureHttp, ledgerHttpAdapter, startHttp } from '../../../src/api/http/http-setup';
 
 /** Collects what the application logs, so tests can read it and the output stays quiet. */
 export class CollectingLogger implements LoggerService {
@@ -30,13 +30,16 @@ export class CollectingLogger implements LoggerService {
 
 /** An application as main.ts builds it (configureHttp), around the given module metadata. */
 export async function createHttpTestApp(metadata: {
+  imports?: Parameters<typeof Test.createTestingModule>[0]['imports'];
   controllers?: (new (...args: never[]) => unknown)[];
   providers?: Parameters<typeof Test.createTestingModule>[0]['providers'];
-}): Promise<{ app: NestExpressApplication; logger: CollectingLogger }> {
+}): Promise<{ app: NestFastifyApplication; logger: CollectingLogger }> {
   const moduleRef = await Test.createTestingModule(metadata).compile();
   const logger = new CollectingLogger();
-  const app = moduleRef.createNestApplication<NestExpressApplication>({ logger });
+  const app = moduleRef.createNestApplication<NestFastifyApplication>(ledgerHttpAdapter(), {
+    logger,
+  });
   configureHttp(app);
-  await app.init();
+  await startHttp(app);
   return { app, logger };
 }
