@@ -1,5 +1,5 @@
-// NestJS 12 (and @fastify/static's content-disposition) ship ES modules; @swc/jest (with .swcrc, as the build) compiles them and our
-// TypeScript, with decorator metadata, to CommonJS so Jest can load them on Node 20.
+// NestJS 12 (and @fastify/static's content-disposition) ship ES modules; @swc/jest (with
+// .swcrc, as the build) compiles them and our TypeScript, with decorator metadata, to CommonJS so Jest can load them on Node 20.
 // Type checking is `npm run lint`.
 module.exports = {
   testEnvironment: 'node',

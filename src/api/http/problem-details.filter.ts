@@ -7,7 +7,6 @@ import {
   Logger,
   LoggerService,
 } from '@nestjs/common';
-import type { IncomingMessage } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { throwError } from 'rxjs';
 import { FieldError, LedgerError, LedgerErrorCode, ValidationFailed } from '../../ledger/errors';
@@ -54,8 +53,8 @@ export const PROBLEM_KINDS: Record<ProblemCode, ProblemKind> = {
   INTERNAL: { status: 500, title: 'Internal error', slug: 'internal' },
 };
 
-/** What the filter reads of Fastify's request; `raw.id` is the request logger's id. */
-type Request = Pick<FastifyRequest, 'method' | 'url'> & { raw: IncomingMessage & { id?: unknown } };
+/** What the filter reads of Fastify's request; `id` is the one the request log shows. */
+type Request = Pick<FastifyRequest, 'method' | 'url' | 'id'>;
 
 /** The stable `type` URI of a code, e.g. https://charmiq.dev/problems/insufficient-credits. */
 export const problemType = (code: ProblemCode): string =>
@@ -141,14 +140,10 @@ export class ProblemDetailsFilter implements ExceptionFilter {
       return problem('UNAVAILABLE', 'A database this request needs cannot be reached; retry.');
     }
     this.logUnexpected(exception, request);
-    // The request id (set by the request logger) ties the answer to the log line.
-    const requestId = request.raw.id;
-    const hasRequestId = typeof requestId === 'string' || typeof requestId === 'number';
-    return problem(
-      'INTERNAL',
-      'An unexpected error occurred; it has been logged.',
-      hasRequestId ? { requestId } : {},
-    );
+    // The request id (named by Fastify, logged by pino-http) ties the answer to the log line.
+    return problem('INTERNAL', 'An unexpected error occurred; it has been logged.', {
+      requestId: request.id,
+    });
   }
 
   private logUnexpected(exception: unknown, request: Request): void {

@@ -74,4 +74,15 @@ describe('configureHttp', () => {
       .send(JSON.stringify({ grantId: 'g1', amount: 5, expiresAt: '2030-01-01T00:00:00+02:00' }));
     expect(res.status).toBe(201);
   });
+
+  it.each([
+    ['a JSON string', '"grant me"'],
+    ['a __proto__ key', '{"grantId":"g2","amount":5,"__proto__":{"admin":true}}'],
+    ['nothing', ''],
+  ])('refuses %s as the body, naming the body', async (_what, body) => {
+    const res = await http().post('/v1/grants').set('Content-Type', 'application/json').send(body);
+    expect(res.status).toBe(400);
+    expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
+    expect(res.body.errors).toEqual([{ field: 'body', message: 'must be valid JSON (an object)' }]);
+  });
 });

@@ -423,6 +423,8 @@ describe('HTTP edge: problem details and validation', () => {
         status: 500,
         code: 'INTERNAL',
         detail: expect.any(String),
+        // The request's id, as echoed: the way to the log line.
+        requestId: res.headers['x-request-id'],
       });
       expect(JSON.stringify(res.body)).not.toMatch(/hunter2|at |\.ts/);
       const logged = logger.errors().join('\n');

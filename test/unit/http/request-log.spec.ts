@@ -8,6 +8,18 @@ import request from 'supertest';
 import { loggerModule, requestLogOptions } from '../../../src/logging/logging.module';
 import { createHttpTestApp } from './test-app';
 
+/** A stream that keeps what is written to it, a line per write. */
+function collectLines(): { lines: string[]; stream: Writable } {
+  const lines: string[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      lines.push(chunk.toString());
+      done();
+    },
+  });
+  return { lines, stream };
+}
+
 /** The request log as the service writes it, captured from pino-http with the ledger's options. */
 describe('request log', () => {
   let server: Server;
@@ -15,13 +27,8 @@ describe('request log', () => {
   let url: string;
 
   beforeEach(async () => {
-    lines = [];
-    const stream = new Writable({
-      write(chunk: Buffer, _encoding, done) {
-        lines.push(chunk.toString());
-        done();
-      },
-    });
+    let stream: Writable;
+    ({ lines, stream } = collectLines());
     const log = pinoHttp(requestLogOptions({ logLevel: 'info' }), stream);
     server = createServer((request, response) => {
       log(request, response);
@@ -80,6 +87,11 @@ describe('request log in the service', () => {
     probe() {
       return { ok: true };
     }
+
+    @Post('bug')
+    bug(): never {
+      throw new Error('a bug of ours');
+    }
   }
 
   let app: NestFastifyApplication;
@@ -87,15 +99,10 @@ describe('request log in the service', () => {
   const http = () => request(app.getHttpServer());
 
   beforeAll(async () => {
-    lines = [];
-    const destination = new Writable({
-      write(chunk: Buffer, _encoding, done) {
-        lines.push(chunk.toString());
-        done();
-      },
-    });
+    let stream: Writable;
+    ({ lines, stream } = collectLines());
     ({ app } = await createHttpTestApp({
-      imports: [loggerModule({ logLevel: 'info' }, destination)],
+      imports: [loggerModule({ logLevel: 'info' }, stream)],
       controllers: [ProbeController],
     }));
   });
@@ -121,6 +128,13 @@ describe('request log in the service', () => {
       res: { statusCode: 201 },
     });
     expect(lineOf(generated)).toMatchObject({ res: { statusCode: 404 } });
+  });
+
+  it('gives an INTERNAL problem the id of its request, to find it in the log', async () => {
+    const failed = await http().post('/v1/probe/bug').set('x-request-id', 'bug-3').send({});
+    expect(failed.status).toBe(500);
+    expect(failed.body).toMatchObject({ code: 'INTERNAL', requestId: 'bug-3' });
+    expect(lineOf('bug-3')).toMatchObject({ res: { statusCode: 500 } });
   });
 
   it('names a request the router refuses, though no route runs for it', async () => {
