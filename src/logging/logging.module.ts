@@ -38,8 +38,8 @@ export function requestIdOf(request: IncomingMessage): string {
 export function requestLogOptions(config: Pick<LedgerConfig, 'logLevel'>): Options {
   return {
     level: config.logLevel,
-    // Under the service, Fastify has named the request already (ledgerHttpAdapter), by the
-    // same rule; this names a request that arrives without an id.
+    // Under the service, Fastify names each request first (ledgerHttpAdapter, by the same
+    // rule) and pino-http keeps that id; this serves pino-http used on its own.
     genReqId: (request: IncomingMessage, response: ServerResponse) => {
       const id = requestIdOf(request);
       response.setHeader(REQUEST_ID_HEADER, id);

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { problem, PROBLEM_CONTENT_TYPE } from './problem-details.filter';
+import { problem, sendProblem } from './problem-details.filter';
 
 export const CONSOLE_PATH = '/console';
 
@@ -38,16 +38,12 @@ export function serveConsole(app: NestFastifyApplication, directory = consoleDir
   if (!existsSync(join(directory, 'index.html'))) {
     // Only the page itself gets this note; a missing asset is an ordinary 404 from Nest.
     const notBuilt = (_request: FastifyRequest, reply: FastifyReply) =>
-      reply
-        .code(404)
-        .type(PROBLEM_CONTENT_TYPE)
-        .send(
-          JSON.stringify(
-            problem('NOT_FOUND', 'the console is not built here: run npm run build', {
-              instance: CONSOLE_PATH,
-            }),
-          ),
-        );
+      sendProblem(
+        reply,
+        problem('NOT_FOUND', 'the console is not built here: run npm run build', {
+          instance: CONSOLE_PATH,
+        }),
+      );
     const fastify = app.getHttpAdapter().getInstance();
     fastify.get(CONSOLE_PATH, notBuilt);
     fastify.get(`${CONSOLE_PATH}/`, notBuilt);

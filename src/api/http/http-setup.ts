@@ -15,6 +15,9 @@ export const JSON_BODY_LIMIT_BYTES = 2 * 1024 * 1024;
 
 export const DOCS_PATH = 'docs';
 
+/** application/*+json (merge-patch, problem...), read as JSON like application/json. */
+const JSON_SUFFIX_MEDIA_TYPE = /^application\/[^/;\s]+\+json$/;
+
 /**
  * The HTTP server under Nest: Fastify, whose routing and body handling cost a fraction of
  * Express's per request (measured in the bench's HTTP row). main.ts and the tests use it alike.
@@ -47,11 +50,7 @@ export function configureHttp(app: NestFastifyApplication): void {
   // application/json and any application/*+json; Nest then adds no JSON parser of its own.
   const parseJson = jsonDocumentParser(app);
   app.useBodyParser('application/json', { bodyLimit: JSON_BODY_LIMIT_BYTES }, parseJson);
-  app.useBodyParser(
-    /^application\/[^/;\s]+\+json$/,
-    { bodyLimit: JSON_BODY_LIMIT_BYTES },
-    parseJson,
-  );
+  app.useBodyParser(JSON_SUFFIX_MEDIA_TYPE, { bodyLimit: JSON_BODY_LIMIT_BYTES }, parseJson);
   serveConsole(app);
   app.useGlobalFilters(new ProblemDetailsFilter());
   app.useGlobalPipes(new LedgerValidationPipe());
@@ -132,5 +131,5 @@ function requireJsonBody(
 function isJsonMediaType(contentType: string | undefined): boolean {
   if (!contentType) return false;
   const mediaType = contentType.split(';')[0].trim().toLowerCase();
-  return mediaType === 'application/json' || /^application\/[^/]+\+json$/.test(mediaType);
+  return mediaType === 'application/json' || JSON_SUFFIX_MEDIA_TYPE.test(mediaType);
 }

@@ -119,9 +119,7 @@ export class ProblemDetailsFilter implements ExceptionFilter {
       response.raw.destroy();
       return;
     }
-    if (body.code === 'UNAVAILABLE') response.header('Retry-After', String(RETRY_AFTER_SECONDS));
-    if (body.code === 'UNAUTHENTICATED') response.header('WWW-Authenticate', 'Bearer');
-    response.status(body.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(body));
+    sendProblem(response, body);
   }
 
   toProblem(exception: unknown, request: Request): ProblemDetails {
@@ -159,6 +157,13 @@ function bodyProblem(message: string): ProblemDetails {
   return validationProblem([{ field: 'body', message }]);
 }
 
+/** Answers with a problem, and the headers its code calls for. */
+export function sendProblem(reply: FastifyReply, body: ProblemDetails): void {
+  if (body.code === 'UNAVAILABLE') reply.header('Retry-After', String(RETRY_AFTER_SECONDS));
+  if (body.code === 'UNAUTHENTICATED') reply.header('WWW-Authenticate', 'Bearer');
+  void reply.status(body.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(body));
+}
+
 /** What Fastify's router and body reading reject, by the code of the error (Nest's `cause`). */
 const FASTIFY_REJECTIONS: Record<string, () => ProblemDetails> = {
   FST_ERR_CTP_BODY_TOO_LARGE: () => bodyProblem('is too large'),
@@ -170,6 +175,11 @@ const FASTIFY_REJECTIONS: Record<string, () => ProblemDetails> = {
   FST_ERR_MAX_PARAM_LENGTH: () => validationProblem([{ field: 'path', message: 'is too long' }]),
 };
 
+const fastifyRejection = (code: unknown): ProblemDetails | undefined =>
+  typeof code === 'string' && Object.hasOwn(FASTIFY_REJECTIONS, code)
+    ? FASTIFY_REJECTIONS[code]()
+    : undefined;
+
 /**
  * What Fastify's router refuses before any route, hook or Nest filter runs (a malformed
  * percent-encoding, an over-long path segment): answered as the filter would.
@@ -179,21 +189,19 @@ export function answerRouterRejection(
   request: Pick<FastifyRequest, 'id'>,
   reply: FastifyReply,
 ): void {
-  const rejection = error.code ? FASTIFY_REJECTIONS[error.code] : undefined;
-  const body = rejection?.() ?? validationProblem([{ field: 'request', message: error.message }]);
-  void reply
-    .code(body.status)
-    .header(REQUEST_ID_HEADER, request.id)
-    .type(PROBLEM_CONTENT_TYPE)
-    .send(JSON.stringify(body));
+  void reply.header(REQUEST_ID_HEADER, request.id);
+  sendProblem(
+    reply,
+    fastifyRejection(error.code) ??
+      validationProblem([{ field: 'request', message: error.message }]),
+  );
 }
 
 /** Nest and Fastify HTTP errors in the API's codes; undefined for server faults (bugs). */
 function fromHttpException(exception: HttpException, request: Request): ProblemDetails | undefined {
   const status = exception.getStatus();
-  const { code } = (exception.cause ?? {}) as { code?: unknown };
-  const rejection = typeof code === 'string' ? FASTIFY_REJECTIONS[code] : undefined;
-  if (rejection) return rejection();
+  const rejection = fastifyRejection((exception.cause as { code?: unknown } | undefined)?.code);
+  if (rejection) return rejection;
   switch (status) {
     case HttpStatus.NOT_FOUND:
     case HttpStatus.GONE:
