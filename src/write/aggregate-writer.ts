@@ -144,6 +144,10 @@ export class AggregateWriter<State, Command, Event extends DomainEvent> {
 
   private async drain(id: string): Promise<void> {
     const queue = this.queues.get(id)!;
+    // Requests read off one socket read reach the queue at different promise depths (each
+    // is validated first): start after this turn, so the first batch holds all of them
+    // rather than the first alone, with the rest waiting a whole write behind it.
+    await nextTurn();
     while (queue.length > 0) {
       const batch = queue.splice(0, queue.length);
       await this.commit(id, batch);

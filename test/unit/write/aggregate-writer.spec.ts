@@ -106,6 +106,20 @@ describe('the write pipeline (group commit per organization)', () => {
     );
   });
 
+  it('puts commands that arrive in the same turn into one write, however late in that turn', async () => {
+    const organizations = writer();
+    await organizationWith(organizations, 'hot', 100);
+    const append = jest.spyOn(store, 'appendToStream');
+    // As requests validated asynchronously: each reaches the queue a few promises later.
+    const arriving = Array.from({ length: 8 }, async (_, i) => {
+      for (let step = 0; step < i * 3; step++) await Promise.resolve();
+      return charge(organizations, 'hot', `late-${i}`);
+    });
+    await Promise.all(arriving);
+    expect(append).toHaveBeenCalledTimes(1);
+    expect(append.mock.calls[0][1]).toHaveLength(8);
+  });
+
   it('fails a rejected command alone, the rest of its batch is written', async () => {
     const organizations = writer();
     await organizationWith(organizations, 'o', 10);
