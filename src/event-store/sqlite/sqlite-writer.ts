@@ -48,6 +48,7 @@ export type BatchOutcome =
 export class SqliteWriter {
   private readonly statements: ReturnType<typeof prepareWrites>;
   private readonly commitGroup: (batch: WriteBatch) => BatchOutcome;
+  private readonly commitGroupUnguarded: (batch: WriteBatch) => BatchOutcome;
   private readonly appendOne: (append: AppendRequest) => AppendResult;
   private readonly saveOne: (snapshot: Snapshot) => void;
 
@@ -58,18 +59,22 @@ export class SqliteWriter {
     this.statements = prepareWrites(db);
     this.appendOne = db.transaction((append: AppendRequest) => this.append(append));
     this.saveOne = db.transaction((snapshot: Snapshot) => this.saveSnapshot(snapshot));
-    const group = db.transaction((batch: WriteBatch) => ({
-      appends: batch.appends.map((append) => this.outcomeOf(append)),
-      snapshots: batch.snapshots.map((snapshot) => {
-        try {
-          this.saveOne(snapshot);
-          return null;
-        } catch (error) {
-          return failureOf(error);
-        }
-      }),
-    }));
-    this.commitGroup = group.immediate.bind(group);
+    const group = (outcomeOf: (append: AppendRequest) => AppendOutcome) => {
+      const transaction = db.transaction((batch: WriteBatch) => ({
+        appends: batch.appends.map(outcomeOf),
+        snapshots: batch.snapshots.map((snapshot) => {
+          try {
+            this.saveOne(snapshot);
+            return null;
+          } catch (error) {
+            return failureOf(error);
+          }
+        }),
+      }));
+      return transaction.immediate.bind(transaction);
+    };
+    this.commitGroup = group((append) => this.outcomeOf(append));
+    this.commitGroupUnguarded = group((append) => this.outcomeWithoutSavepoint(append));
   }
 
   write(batch: WriteBatch): BatchOutcome {
@@ -78,7 +83,14 @@ export class SqliteWriter {
     const relaxed = this.durable && batch.appends.length === 0;
     if (relaxed) this.db.pragma('synchronous = NORMAL');
     try {
-      return this.commitGroup(batch);
+      try {
+        return this.commitGroupUnguarded(batch);
+      } catch (error) {
+        // An append failed halfway (a duplicate event id, say) and the whole transaction was
+        // rolled back: write the batch again, each append in its own SAVEPOINT this time.
+        if (!(error instanceof Halfway)) throw error;
+        return this.commitGroup(batch);
+      }
     } catch (error) {
       // The commit itself failed (disk full, I/O error): nothing of the batch is durable.
       return { failed: failureOf(error) };
@@ -94,6 +106,20 @@ export class SqliteWriter {
       if (error instanceof Conflict) return { conflict: error.actual };
       if (error instanceof DuplicateId) return { duplicateEventId: error.eventId };
       return { failed: failureOf(error) };
+    }
+  }
+
+  /**
+   * As `outcomeOf` without the SAVEPOINT, which cost as much as the inserts themselves (0.45
+   * ms for 64 events here): a conflict is found before anything is written, and any failure
+   * after the first insert throws `Halfway`, which rolls back the whole transaction.
+   */
+  private outcomeWithoutSavepoint(append: AppendRequest): AppendOutcome {
+    try {
+      return { written: this.append(append) };
+    } catch (error) {
+      if (error instanceof Conflict) return { conflict: error.actual };
+      throw new Halfway();
     }
   }
 
@@ -144,6 +170,13 @@ export class SqliteWriter {
 class Conflict extends Error {
   constructor(readonly actual: bigint) {
     super('wrong expected revision');
+  }
+}
+
+/** An append failed after writing part of itself: only a rollback undoes that part. */
+class Halfway extends Error {
+  constructor() {
+    super('an append failed halfway');
   }
 }
 
