@@ -95,6 +95,30 @@ function encodedRun(run: CharmRun): string {
   return text;
 }
 
+/** Array elements turned into JSON between two pauses of a snapshot taken in slices. */
+const ELEMENTS_PER_SLICE = 4 * RUNS_PER_SLICE;
+
+/**
+ * `JSON.stringify(value)` for arrays and objects of arrays, a slice of elements at a time: a
+ * new settled tier's columns in one call held the event loop for 40 ms at 30,000 runs.
+ */
+function* jsonInSlices(value: unknown): Generator<void, string, void> {
+  if (Array.isArray(value)) {
+    const parts: string[] = [];
+    for (let start = 0; start < value.length; start += ELEMENTS_PER_SLICE) {
+      parts.push(JSON.stringify(value.slice(start, start + ELEMENTS_PER_SLICE)).slice(1, -1));
+      yield;
+    }
+    return `[${parts.join(',')}]`;
+  }
+  if (typeof value !== 'object' || value === null) return JSON.stringify(value);
+  const fields: string[] = [];
+  for (const [key, field] of Object.entries(value)) {
+    if (field !== undefined) fields.push(`${JSON.stringify(key)}:${yield* jsonInSlices(field)}`);
+  }
+  return `{${fields.join(',')}}`;
+}
+
 function* encodeTier(tier: SettledRuns): Generator<void, string, void> {
   const cached = encodedTiers.get(tier);
   if (cached !== undefined) return cached;
@@ -139,7 +163,9 @@ function* encodeTier(tier: SettledRuns): Generator<void, string, void> {
     summary.size += 1;
     if (summary.size % RUNS_PER_SLICE === 0) yield;
   }
-  const text = [summary, ids, chargedAt, columns].map((line) => JSON.stringify(line)).join('\n');
+  const lines: string[] = [];
+  for (const line of [summary, ids, chargedAt, columns]) lines.push(yield* jsonInSlices(line));
+  const text = lines.join('\n');
   encodedTiers.set(tier, text);
   return text;
 }

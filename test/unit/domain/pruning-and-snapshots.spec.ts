@@ -144,6 +144,10 @@ describe('snapshots', () => {
     // A pause every 2,000 runs, and between the columns of a large snapshot.
     expect(pauses).toBeGreaterThanOrEqual(2);
     expect(step.value).toBe(serializeOrganization(state));
+    // Each line, written a slice at a time, is the JSON that one JSON.stringify would write.
+    for (const line of step.value.split('\n')) {
+      expect(line).toBe(JSON.stringify(JSON.parse(line)));
+    }
     // A row per run, without field names.
     expect(step.value.length).toBeLessThan(4_500 * 60);
 
