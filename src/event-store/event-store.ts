@@ -133,6 +133,32 @@ export interface EventStore {
   close(): Promise<void>;
 }
 
+/** The event a stream must end with for an append to go on after it. */
+export interface AppendAfter {
+  revision: bigint;
+  eventId: string;
+}
+
+/**
+ * A store that writes one process's appends in the order they were asked (the embedded
+ * SQLite store, through its one writer), and can make an append depend on the event it goes
+ * after. The write pipeline then sends a stream's next batch while the one before is still
+ * being written.
+ */
+export interface OrderedAppends {
+  /**
+   * As `appendToStream` with `after.revision` expected, and only if the stream's event at
+   * that revision is `after.eventId`; else WrongExpectedRevisionError. A batch decided on top
+   * of one still being written is never written after somebody else's events, even when they
+   * are as many.
+   */
+  appendAfter(streamId: string, events: NewEvent[], after: AppendAfter): Promise<AppendResult>;
+}
+
+export function appendsInOrder(store: EventStore): store is EventStore & OrderedAppends {
+  return typeof (store as Partial<OrderedAppends>).appendAfter === 'function';
+}
+
 export const EVENT_STORE = Symbol('EVENT_STORE');
 
 /** Latest saved state of a stream, so that loading never reads a whole history. */

@@ -4,8 +4,10 @@ import { LRUCache } from 'lru-cache';
 import type { Actor } from '../ledger/actor';
 import { unavailable } from '../ledger/errors';
 import {
+  appendsInOrder,
   NO_REVISION,
   WrongExpectedRevisionError,
+  type AppendResult,
   type EventStore,
   type NewEvent,
   type RecordedEvent,
@@ -52,9 +54,26 @@ interface Pending<State, Command, Event> {
   reject: (error: unknown) => void;
 }
 
+/** A batch decided and on its way to the store. */
+interface Sent<State, Command, Event> {
+  batch: Pending<State, Command, Event>[];
+  events: NewEvent[];
+  settled: ((position: bigint) => void)[];
+  counts: Record<'written' | 'replayed' | 'rejected', number>;
+  /** The state it leaves (its revision and position final once written). */
+  tip: { loaded: Loaded<State>; lastEventId?: string };
+  /** Never rejects. Neither field when the batch had nothing to write. */
+  outcome: Promise<{ written?: AppendResult; error?: unknown }>;
+}
+
 export interface WriterOptions {
   cacheSize: number;
   snapshotEvery: number;
+  /**
+   * Batches of one aggregate in flight at once, with a store that writes appends in order
+   * (default 2); other stores write one batch at a time.
+   */
+  pipelineDepth?: number;
   /** Called for failures nobody is waiting on (a snapshot that could not be saved). */
   onBackgroundError?: (error: unknown) => void;
   observer?: WriterObserver;
@@ -96,6 +115,9 @@ export class AggregateWriter<State, Command, Event extends DomainEvent> {
   private readonly cache: LRUCache<string, Loaded<State>>;
   /** Streams whose snapshot is being written a slice at a time. */
   private readonly snapshotting = new Map<string, Promise<void>>();
+  /** Wakes an aggregate's queue that waits for its write or for more commands. */
+  private readonly wakers = new Map<string, () => void>();
+  private readonly pipelineDepth: number;
 
   constructor(
     private readonly type: AggregateType<State, Command, Event>,
@@ -105,6 +127,7 @@ export class AggregateWriter<State, Command, Event extends DomainEvent> {
     private readonly options: WriterOptions,
   ) {
     this.cache = new LRUCache({ max: options.cacheSize });
+    this.pipelineDepth = appendsInOrder(store) ? Math.max(1, options.pipelineDepth ?? 2) : 1;
   }
 
   /** Runs `command` against aggregate `id`; `answer` turns its outcome into the reply. */
@@ -119,6 +142,7 @@ export class AggregateWriter<State, Command, Event extends DomainEvent> {
       const pending = { command, context, answer, resolve, reject };
       if (queue) {
         queue.push(pending);
+        this.wakers.get(id)?.();
         return;
       }
       this.queues.set(id, [pending]);
@@ -147,67 +171,159 @@ export class AggregateWriter<State, Command, Event extends DomainEvent> {
     this.cache.delete(id);
   }
 
+  /**
+   * Sends the queue's batches one after another. With a store that writes appends in order,
+   * the next batch is decided on the state the batch being written will leave, and sent while
+   * it is written (pipelined, `pipelineDepth` batches at most): the store's writer goes from
+   * one commit to the next without waiting for this thread. Answers still go out in order,
+   * each only once its own write is durable; a batch that fails takes the ones sent after it
+   * down with it (the store checks the event each goes on after), and those are redone.
+   */
   private async drain(id: string): Promise<void> {
     const queue = this.queues.get(id)!;
     // Requests read off one socket read reach the queue at different promise depths (each
     // is validated first): start after this turn, so the first batch holds all of them
     // rather than the first alone, with the rest waiting a whole write behind it.
     await nextTurn();
-    while (queue.length > 0) {
-      const batch = queue.splice(0, queue.length);
-      await this.commit(id, batch);
+    const inFlight: Sent<State, Command, Event>[] = [];
+    /** What the last batch sent leaves, and the event it ends with (none: nothing in flight). */
+    let tip: { loaded: Loaded<State>; lastEventId?: string } | undefined;
+    let conflicts = 0;
+    while (queue.length > 0 || inFlight.length > 0) {
+      if (queue.length > 0 && inFlight.length < this.pipelineDepth) {
+        if (!tip) {
+          try {
+            tip = { loaded: await this.load(id) };
+          } catch (error) {
+            queue.splice(0).forEach((pending) => pending.reject(storeUnavailable(error)));
+            continue;
+          }
+        }
+        const sent = this.send(id, tip, queue.splice(0, queue.length));
+        inFlight.push(sent);
+        tip = sent.tip;
+        continue;
+      }
+      const oldest = inFlight[0];
+      if (queue.length === 0 && inFlight.length < this.pipelineDepth) {
+        // Room for another batch: whichever comes first, the write or more commands.
+        const arrived = await Promise.race([
+          oldest.outcome.then(() => false),
+          new Promise<boolean>((resolve) => this.wakers.set(id, () => resolve(true))),
+        ]);
+        this.wakers.delete(id);
+        if (arrived) {
+          await nextTurn();
+          continue;
+        }
+      }
+      const outcome = await oldest.outcome;
+      inFlight.shift();
+      if (outcome.written !== undefined || oldest.events.length === 0) {
+        this.completed(id, oldest, outcome.written);
+        conflicts = 0;
+        continue;
+      }
+      // Every batch sent after this one was decided on its events: none of them can have been
+      // written, unless this write's failure was not one (the store lost touch after its
+      // commit); whichever were written are answered, the rest redone from the store.
+      const redo: Pending<State, Command, Event>[] = [];
+      if (outcome.error instanceof WrongExpectedRevisionError) {
+        this.options.observer?.conflicted();
+        redo.push(...oldest.batch);
+      } else {
+        oldest.batch.forEach((pending) => pending.reject(storeUnavailable(outcome.error)));
+        this.options.observer?.decided('failed', oldest.batch.length);
+      }
+      for (const follower of inFlight.splice(0)) {
+        const { written } = await follower.outcome;
+        if (written !== undefined) this.completed(id, follower, written);
+        else redo.push(...follower.batch);
+      }
+      this.cache.delete(id);
+      tip = undefined;
+      if (redo.length === 0) continue;
+      if (++conflicts >= MAX_ATTEMPTS) {
+        redo.forEach((pending) =>
+          pending.reject(unavailable(`${this.type.name} ${id} is being written by others; retry`)),
+        );
+        this.options.observer?.decided('failed', redo.length);
+        conflicts = 0;
+        continue;
+      }
+      queue.unshift(...redo);
     }
     this.queues.delete(id);
   }
 
-  private async commit(id: string, batch: Pending<State, Command, Event>[]): Promise<void> {
-    for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
-      let loaded: Loaded<State>;
-      try {
-        loaded = await this.load(id);
-      } catch (error) {
-        batch.forEach((pending) => pending.reject(storeUnavailable(error)));
-        return;
-      }
-      const { state, events, settled, counts } = this.decideBatch(loaded.state, batch);
-      if (events.length === 0) {
-        settled.forEach((settle) => settle(loaded.position));
-        this.report(counts);
-        return;
-      }
-      const streamId = this.type.streamId(id);
-      const expected = loaded.revision === NO_REVISION ? 'no_stream' : loaded.revision;
-      try {
-        const started = performance.now();
-        const written = await this.store.appendToStream(streamId, events, expected);
+  /** Decides `batch` on `tip` and starts its write (none if it changes nothing). */
+  private send(
+    id: string,
+    tip: { loaded: Loaded<State>; lastEventId?: string },
+    batch: Pending<State, Command, Event>[],
+  ): Sent<State, Command, Event> {
+    const { state, events, settled, counts } = this.decideBatch(tip.loaded.state, batch);
+    if (events.length === 0) {
+      const same = { loaded: { ...tip.loaded, state }, lastEventId: tip.lastEventId };
+      return { batch, events, settled, counts, tip: same, outcome: Promise.resolve({}) };
+    }
+    const streamId = this.type.streamId(id);
+    const { revision } = tip.loaded;
+    const started = performance.now();
+    const write =
+      tip.lastEventId !== undefined && appendsInOrder(this.store)
+        ? this.store.appendAfter(streamId, events, { revision, eventId: tip.lastEventId })
+        : this.store.appendToStream(
+            streamId,
+            events,
+            revision === NO_REVISION ? 'no_stream' : revision,
+          );
+    const outcome = write.then(
+      (written) => {
         if (batch.length > 1) this.options.afterGroupAppend?.();
         this.options.observer?.appended(counts.written, (performance.now() - started) / 1000);
-        const next: Loaded<State> = {
-          state,
-          revision: written.nextExpectedRevision,
-          position: written.position,
-          snapshotRevision: loaded.snapshotRevision,
-        };
-        this.cache.set(id, next);
-        settled.forEach((settle) => settle(written.position));
-        this.report(counts);
-        this.maybeSnapshot(streamId, next);
-        return;
-      } catch (error) {
-        this.cache.delete(id);
-        if (error instanceof WrongExpectedRevisionError) {
-          this.options.observer?.conflicted();
-          continue;
-        }
-        batch.forEach((pending) => pending.reject(storeUnavailable(error)));
-        this.options.observer?.decided('failed', batch.length);
-        return;
-      }
-    }
-    batch.forEach((pending) =>
-      pending.reject(unavailable(`${this.type.name} ${id} is being written by others; retry`)),
+        return { written };
+      },
+      (error: unknown) => ({ error }),
     );
-    this.options.observer?.decided('failed', batch.length);
+    const next: Loaded<State> = {
+      state,
+      // Revisions follow each other: the position is known once written.
+      revision: revision + BigInt(events.length),
+      position: tip.loaded.position,
+      snapshotRevision: tip.loaded.snapshotRevision,
+    };
+    return {
+      batch,
+      events,
+      settled,
+      counts,
+      tip: { loaded: next, lastEventId: events[events.length - 1].eventId },
+      outcome,
+    };
+  }
+
+  /** A batch is durable (or changed nothing): cache its state and answer its callers. */
+  private completed(id: string, sent: Sent<State, Command, Event>, written?: AppendResult) {
+    if (written === undefined) {
+      // Decided on what the batches before it left, all of them durable by now.
+      const position = this.cache.get(id)?.position ?? sent.tip.loaded.position;
+      sent.settled.forEach((settle) => settle(position));
+      this.report(sent.counts);
+      return;
+    }
+    const loaded = sent.tip.loaded;
+    loaded.revision = written.nextExpectedRevision;
+    loaded.position = written.position;
+    // A snapshot taken meanwhile (by the batch before) is the newer base.
+    const previous = this.cache.get(id);
+    if (previous && previous.snapshotRevision > loaded.snapshotRevision) {
+      loaded.snapshotRevision = previous.snapshotRevision;
+    }
+    this.cache.set(id, loaded);
+    sent.settled.forEach((settle) => settle(written.position));
+    this.report(sent.counts);
+    this.maybeSnapshot(this.type.streamId(id), loaded);
   }
 
   private report(counts: Record<'written' | 'replayed' | 'rejected', number>) {

@@ -230,6 +230,43 @@ describe.each(WRITES)('SqliteEventStore, writes %s', (writes) => {
     expect(positions).toEqual([1n, 2n, 3n]);
   });
 
+  it('appends after a named event only if the stream ends with that very event', async () => {
+    const store = open(newFile());
+    const [first, second] = newEvents(2);
+    await store.appendToStream('organization-a', [first, second], 'no_stream');
+    // The right revision with another event at it, and the right event at an old revision.
+    await expect(
+      store.appendAfter('organization-a', newEvents(1), { revision: 1n, eventId: first.eventId }),
+    ).rejects.toThrow(WrongExpectedRevisionError);
+    await expect(
+      store.appendAfter('organization-a', newEvents(1), { revision: 0n, eventId: first.eventId }),
+    ).rejects.toThrow(WrongExpectedRevisionError);
+    expect(await store.readStream('organization-a')).toHaveLength(2);
+
+    const written = await store.appendAfter('organization-a', newEvents(2), {
+      revision: 1n,
+      eventId: second.eventId,
+    });
+    expect(written.nextExpectedRevision).toBe(3n);
+    expect(await store.readStream('organization-a')).toHaveLength(4);
+  });
+
+  it('writes appends in the order they were asked, each after the one before', async () => {
+    const store = open(newFile());
+    const [first] = newEvents(1);
+    const chain = [store.appendToStream('organization-a', [first], 'no_stream')];
+    let last = first;
+    for (let revision = 0n; revision < 20n; revision += 1n) {
+      const [next] = newEvents(1);
+      chain.push(store.appendAfter('organization-a', [next], { revision, eventId: last.eventId }));
+      last = next;
+    }
+    const written = await Promise.all(chain);
+    expect(written.map((result) => result.nextExpectedRevision)).toEqual(
+      Array.from({ length: 21 }, (_, i) => BigInt(i)),
+    );
+  });
+
   it('names the duplicate event id', async () => {
     const store = open(newFile());
     const taken = newEvent();

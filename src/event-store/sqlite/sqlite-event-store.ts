@@ -13,6 +13,7 @@ import {
   writeHere,
 } from './sqlite-writer';
 import {
+  type AppendAfter,
   type AppendResult,
   DuplicateEventIdError,
   type EventHandler,
@@ -20,6 +21,7 @@ import {
   type EventStore,
   type ExpectedRevision,
   type NewEvent,
+  type OrderedAppends,
   type ReadAllOptions,
   type ReadStreamOptions,
   type RecordedEvent,
@@ -76,6 +78,7 @@ interface QueuedAppend {
   streamId: string;
   events: NewEvent[];
   expected: ExpectedRevision;
+  afterEventId?: string;
   resolve: (result: AppendResult) => void;
   reject: (error: unknown) => void;
 }
@@ -150,7 +153,7 @@ const DEFAULTS: Required<SqliteEventStoreOptions> = {
  * is on disk when its promise resolves. better-sqlite3 is synchronous; every method still
  * returns a promise so that callers code against the port, not against this adapter.
  */
-export class SqliteEventStore implements EventStore, SnapshotStore, PollingSource {
+export class SqliteEventStore implements EventStore, OrderedAppends, SnapshotStore, PollingSource {
   private readonly db: Database.Database;
   private readonly options: Required<SqliteEventStoreOptions>;
   private readonly subscriptions = new Set<PollingSubscription>();
@@ -223,9 +226,23 @@ export class SqliteEventStore implements EventStore, SnapshotStore, PollingSourc
     events: NewEvent[],
     expected: ExpectedRevision,
   ): Promise<AppendResult> {
+    return this.queueAppend({ streamId, events, expected });
+  }
+
+  /** Appends are written in the order they were asked: one queue, one writer. */
+  appendAfter(streamId: string, events: NewEvent[], after: AppendAfter): Promise<AppendResult> {
+    return this.queueAppend({
+      streamId,
+      events,
+      expected: after.revision,
+      afterEventId: after.eventId,
+    });
+  }
+
+  private queueAppend(append: Omit<QueuedAppend, 'resolve' | 'reject'>): Promise<AppendResult> {
     return new Promise((resolve, reject) => {
       this.assertOpen();
-      this.queuedAppends.push({ streamId, events, expected, resolve, reject });
+      this.queuedAppends.push({ ...append, resolve, reject });
       this.scheduleWrite();
     });
   }
@@ -546,10 +563,16 @@ function toRecordedEvent(row: EventRow): RecordedEvent {
 }
 
 /** The event's data and metadata as JSON, for the writer (possibly in another thread). */
-function toAppendRequest({ streamId, events, expected }: QueuedAppend): AppendRequest {
+function toAppendRequest({
+  streamId,
+  events,
+  expected,
+  afterEventId,
+}: QueuedAppend): AppendRequest {
   return {
     streamId,
     expected,
+    ...(afterEventId === undefined ? {} : { afterEventId }),
     events: events.map((event) => ({
       eventId: event.eventId,
       type: event.type,

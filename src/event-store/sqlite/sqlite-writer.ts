@@ -13,6 +13,8 @@ import {
 export interface AppendRequest {
   streamId: string;
   expected: ExpectedRevision;
+  /** The id of the event at revision `expected`, when the append must go on after it. */
+  afterEventId?: string;
   events: { eventId: string; type: string; data: string; metadata: string }[];
 }
 
@@ -123,12 +125,18 @@ export class SqliteWriter {
     }
   }
 
-  private append({ streamId, expected, events }: AppendRequest): AppendResult {
+  private append({ streamId, expected, afterEventId, events }: AppendRequest): AppendResult {
     const current = this.statements.streamRevision.get(streamId) ?? NO_REVISION;
     const matches =
       expected === 'any' ||
       (expected === 'no_stream' ? current === NO_REVISION : expected === current);
     if (!matches) throw new Conflict(current);
+    if (
+      afterEventId !== undefined &&
+      this.statements.eventIdAt.get(streamId, current) !== afterEventId
+    ) {
+      throw new Conflict(current);
+    }
     if (events.length === 0) {
       return { nextExpectedRevision: current, position: this.statements.headPosition.get()! };
     }
@@ -192,6 +200,11 @@ function prepareWrites(db: Database.Database) {
       .prepare<[string], bigint>('SELECT revision FROM streams WHERE stream_id = ?')
       .pluck(),
     headPosition: db.prepare<[], bigint>('SELECT coalesce(max(position), 0) FROM events').pluck(),
+    eventIdAt: db
+      .prepare<[string, bigint], string>(
+        'SELECT event_id FROM events WHERE stream_id = ? AND revision = ?',
+      )
+      .pluck(),
     insertEvent: db.prepare<[string, string, bigint, string, string, string]>(
       `INSERT INTO events (event_id, stream_id, revision, type, data, metadata)
          VALUES (?, ?, ?, ?, ?, ?)`,

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { WrongExpectedRevisionError } from '../../../src/event-store/event-store';
 import { SqliteEventStore } from '../../../src/event-store/sqlite/sqlite-event-store';
 import { LedgerError } from '../../../src/ledger/errors';
 import { availableCredits } from '../../../src/ledger/organization/burn-down';
@@ -171,6 +172,80 @@ describe('the write pipeline (group commit per organization)', () => {
     await expect(charge(here, 'shared', 'one-too-many', 2)).rejects.toMatchObject({
       code: 'INSUFFICIENT_CREDITS',
     });
+  });
+
+  /** Holds the next appendToStream until the returned function is called. */
+  function holdNextAppend(): () => void {
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const append = store.appendToStream.bind(store);
+    jest.spyOn(store, 'appendToStream').mockImplementationOnce(async (...args) => {
+      await held;
+      return append(...args);
+    });
+    return release;
+  }
+
+  it('sends the next batch while the one before is written, and answers in order', async () => {
+    const organizations = writer();
+    await organizationWith(organizations, 'o', 10);
+    const release = holdNextAppend();
+    const after = jest.spyOn(store, 'appendAfter');
+    const answered: string[] = [];
+    const first = Promise.all([
+      charge(organizations, 'o', 'a', 2).then((written) => answered.push('a') && written),
+      charge(organizations, 'o', 'b', 3).then((written) => answered.push('b') && written),
+    ]);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    const second = charge(organizations, 'o', 'c', 4).then(
+      (written) => answered.push('c') && written,
+    );
+    // The second batch went to the store on top of the first, which is still being written.
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(after).toHaveBeenCalledTimes(1);
+    expect(after.mock.calls[0][2].revision).toBe(3n);
+    expect(answered).toEqual([]);
+
+    release();
+    const [[a, b], c] = await Promise.all([first, second]);
+    expect(answered).toEqual(['a', 'b', 'c']);
+    expect([a.answer.available, b.answer.available, c.answer.available]).toEqual([8, 5, 1]);
+    expect(c.position).toBeGreaterThan(b.position);
+    const charged = (await store.readStream('organization-o')).filter(
+      (event) => event.type === 'CharmRunCharged',
+    );
+    expect(charged.map((event) => (event.data as { runId: string }).runId)).toEqual([
+      'a',
+      'b',
+      'c',
+    ]);
+  });
+
+  it("never writes a batch after somebody else's events, even as many as the batch it was decided on", async () => {
+    const here = writer();
+    const elsewhere = writer();
+    await organizationWith(here, 'shared', 10);
+    await elsewhere.read('shared');
+    const release = holdNextAppend();
+    const mine = charge(here, 'shared', 'mine', 3);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    // Another process writes one event where `mine` (one event, still held) was to go...
+    await charge(elsewhere, 'shared', 'theirs', 6);
+    // ...and the next batch here, decided on top of `mine`, must not go on after it.
+    const after = jest.spyOn(store, 'appendAfter');
+    const next = charge(here, 'shared', 'next', 1);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(after).toHaveBeenCalledTimes(1);
+    await expect(after.mock.results[0].value).rejects.toBeInstanceOf(WrongExpectedRevisionError);
+
+    release();
+    // Both redone on what the store holds: 10 - 6 - 3 - 1.
+    expect((await mine).answer.available).toBe(1);
+    expect((await next).answer.available).toBe(0);
+    const runs = (await store.readStream('organization-shared'))
+      .filter((event) => event.type === 'CharmRunCharged')
+      .map((event) => (event.data as { runId: string }).runId);
+    expect(runs).toEqual(['theirs', 'mine', 'next']);
   });
 
   it('answers UNAVAILABLE when the store cannot take the write, and forgets its cached state', async () => {
