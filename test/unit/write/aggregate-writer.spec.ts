@@ -192,14 +192,18 @@ describe('the write pipeline (group commit per organization)', () => {
     const release = holdNextAppend();
     const after = jest.spyOn(store, 'appendAfter');
     const answered: string[] = [];
+    const noted =
+      (name: string) =>
+      <T>(written: T) => {
+        answered.push(name);
+        return written;
+      };
     const first = Promise.all([
-      charge(organizations, 'o', 'a', 2).then((written) => answered.push('a') && written),
-      charge(organizations, 'o', 'b', 3).then((written) => answered.push('b') && written),
+      charge(organizations, 'o', 'a', 2).then(noted('a')),
+      charge(organizations, 'o', 'b', 3).then(noted('b')),
     ]);
     await new Promise((resolve) => setTimeout(resolve, 10));
-    const second = charge(organizations, 'o', 'c', 4).then(
-      (written) => answered.push('c') && written,
-    );
+    const second = charge(organizations, 'o', 'c', 4).then(noted('c'));
     // The second batch went to the store on top of the first, which is still being written.
     await new Promise((resolve) => setTimeout(resolve, 10));
     expect(after).toHaveBeenCalledTimes(1);
