@@ -1,9 +1,10 @@
 import type { NatsConnection } from '@nats-io/transport-node';
-import { jetstream, jetstreamManager, StorageType, type PubAck } from '@nats-io/jetstream';
+import { jetstreamManager, StorageType, type PubAck } from '@nats-io/jetstream';
 import type { DataSource } from 'typeorm';
 import type { LedgerConfig } from '../config/config';
 import type { EventStore, RecordedEvent } from '../event-store/event-store';
 import { saveCheckpoint } from '../read/projection-runner';
+import { JetStreamAcks } from './jetstream-acks';
 
 export const LEDGER_EVENTS_STREAM = 'LEDGER_EVENTS';
 const PUBLISHER_CHECKPOINT = 'jetstream-publisher';
@@ -38,6 +39,8 @@ export interface PublisherOptions {
   replicas?: number;
   /** Publishes awaiting JetStream's ack at once. */
   maxInFlight?: number;
+  /** How long a window of publishes may wait for its acks before it is sent again. */
+  ackTimeoutMs?: number;
   pageSize?: number;
   idleMs?: number;
   onError?: (error: unknown) => void;
@@ -54,6 +57,7 @@ export class JetStreamPublisher {
   private loop?: Promise<void>;
   private checkpoint = 0n;
   private ensuredFor?: NatsConnection;
+  private acks?: JetStreamAcks;
   private wake?: () => void;
 
   constructor(
@@ -78,6 +82,8 @@ export class JetStreamPublisher {
     this.running = false;
     this.wake?.();
     await this.loop;
+    this.acks?.close();
+    this.acks = undefined;
   }
 
   private async run() {
@@ -112,12 +118,17 @@ export class JetStreamPublisher {
       maxCount: this.options.pageSize ?? 1000,
     });
     if (page.length === 0) return 0;
-    const js = jetstream(connection);
+    const js = this.acks!;
     const maxInFlight = this.options.maxInFlight ?? 256;
     // Sent in order on one connection; acks awaited a window at a time.
     for (let start = 0; start < page.length; start += maxInFlight) {
       const window = page.slice(start, start + maxInFlight);
+      const timer = setTimeout(
+        () => js.abandon(new Error('JetStream did not acknowledge in time')),
+        this.options.ackTimeoutMs ?? 5000,
+      );
       const acks = await Promise.allSettled(window.map((event) => this.publish(js, event)));
+      clearTimeout(timer);
       this.announceLowBalances(connection, window, acks);
       const failed = acks.findIndex((ack) => ack.status === 'rejected');
       const done = failed === -1 ? window : window.slice(0, failed);
@@ -154,13 +165,15 @@ export class JetStreamPublisher {
     });
   }
 
-  private publish(js: ReturnType<typeof jetstream>, event: RecordedEvent): Promise<PubAck> {
-    // msgID is sent as the Nats-Msg-Id header: JetStream drops a repeat within its window.
-    return js.publish(subjectOf(event), JSON.stringify(messageOf(event)), { msgID: event.eventId });
+  private publish(js: JetStreamAcks, event: RecordedEvent): Promise<PubAck> {
+    // The event id as Nats-Msg-Id: JetStream drops a repeat within its window.
+    return js.publish(subjectOf(event), JSON.stringify(messageOf(event)), event.eventId);
   }
 
   private async ensureStream(connection: NatsConnection) {
     if (this.ensuredFor === connection) return;
+    this.acks?.close();
+    this.acks = new JetStreamAcks(connection);
     const jsm = await jetstreamManager(connection);
     const config = {
       name: LEDGER_EVENTS_STREAM,

@@ -2,6 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { AckPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { SqliteEventStore } from '../../src/event-store/sqlite/sqlite-event-store';
+import { JetStreamAcks } from '../../src/nats/jetstream-acks';
 import { JetStreamPublisher, LEDGER_EVENTS_STREAM } from '../../src/nats/jetstream-publisher';
 
 const NATS_URL = process.env.TEST_NATS_URL ?? 'nats://127.0.0.1:4222';
@@ -131,5 +132,66 @@ describe('JetStream publisher', () => {
       'r53',
       'r54',
     ]);
+  });
+});
+
+/** The ack collector the publisher sends through, against the real NATS server. */
+describe('JetStream acks on one inbox', () => {
+  let nats: NatsConnection;
+  const name = `ACKS_${randomBytes(4).toString('hex').toUpperCase()}`;
+  const subject = `acks-test.${name}`;
+
+  beforeAll(async () => {
+    nats = await connect({ servers: NATS_URL });
+    const jsm = await jetstreamManager(nats);
+    await jsm.streams.add({ name, subjects: [`${subject}.>`], duplicate_window: 60_000_000_000 });
+  });
+  afterAll(async () => {
+    await (await jetstreamManager(nats)).streams.delete(name);
+    await nats.close();
+  });
+
+  it('answers each publish with its own ack, and flags a repeated message id', async () => {
+    const acks = new JetStreamAcks(nats);
+    try {
+      const [first, second, repeat] = await Promise.all([
+        acks.publish(`${subject}.a`, 'one', 'id-1'),
+        acks.publish(`${subject}.b`, 'two', 'id-2'),
+        acks.publish(`${subject}.a`, 'one again', 'id-1'),
+      ]);
+      expect([first.stream, first.seq, first.duplicate]).toEqual([name, 1, false]);
+      expect([second.seq, second.duplicate]).toEqual([2, false]);
+      expect([repeat.seq, repeat.duplicate]).toEqual([1, true]);
+      const info = await (await jetstreamManager(nats)).streams.info(name);
+      expect(info.state.messages).toBe(2);
+    } finally {
+      acks.close();
+    }
+  });
+
+  it('fails a publish that no stream takes', async () => {
+    const acks = new JetStreamAcks(nats);
+    try {
+      await expect(acks.publish(`nobody-${name}.x`, 'lost', 'id-3')).rejects.toThrow(
+        /did not take/,
+      );
+    } finally {
+      acks.close();
+    }
+  });
+
+  it('gives up on acks that do not come when told to', async () => {
+    // A plain subscriber takes the subject and never answers: no ack, and no "no responders".
+    const silent = nats.subscribe(`silent-${name}`);
+    const acks = new JetStreamAcks(nats);
+    try {
+      const waiting = acks.publish(`silent-${name}`, 'unheard', 'id-4');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      acks.abandon(new Error('too late'));
+      await expect(waiting).rejects.toThrow('too late');
+    } finally {
+      acks.close();
+      silent.unsubscribe();
+    }
   });
 });
