@@ -4,7 +4,8 @@ import type { DataSource } from 'typeorm';
 import type { LedgerConfig } from '../config/config';
 import type { EventStore, RecordedEvent } from '../event-store/event-store';
 import { saveCheckpoint } from '../read/projection-runner';
-import { JetStreamAcks } from './jetstream-acks';
+import { publishToJetStream } from './jetstream-acks';
+import { InboxRequests } from './inbox-requests';
 
 export const LEDGER_EVENTS_STREAM = 'LEDGER_EVENTS';
 const PUBLISHER_CHECKPOINT = 'jetstream-publisher';
@@ -39,7 +40,7 @@ export interface PublisherOptions {
   replicas?: number;
   /** Publishes awaiting JetStream's ack at once. */
   maxInFlight?: number;
-  /** How long a window of publishes may wait for its acks before it is sent again. */
+  /** How long a publish waits for its ack; a window with one missing is sent again. */
   ackTimeoutMs?: number;
   pageSize?: number;
   idleMs?: number;
@@ -57,7 +58,7 @@ export class JetStreamPublisher {
   private loop?: Promise<void>;
   private checkpoint = 0n;
   private ensuredFor?: NatsConnection;
-  private acks?: JetStreamAcks;
+  private inbox?: InboxRequests;
   private wake?: () => void;
 
   constructor(
@@ -82,8 +83,8 @@ export class JetStreamPublisher {
     this.running = false;
     this.wake?.();
     await this.loop;
-    this.acks?.close();
-    this.acks = undefined;
+    this.inbox?.close();
+    this.inbox = undefined;
   }
 
   private async run() {
@@ -118,17 +119,12 @@ export class JetStreamPublisher {
       maxCount: this.options.pageSize ?? 1000,
     });
     if (page.length === 0) return 0;
-    const js = this.acks!;
+    const inbox = this.inbox!;
     const maxInFlight = this.options.maxInFlight ?? 256;
     // Sent in order on one connection; acks awaited a window at a time.
     for (let start = 0; start < page.length; start += maxInFlight) {
       const window = page.slice(start, start + maxInFlight);
-      const timer = setTimeout(
-        () => js.abandon(new Error('JetStream did not acknowledge in time')),
-        this.options.ackTimeoutMs ?? 5000,
-      );
-      const acks = await Promise.allSettled(window.map((event) => this.publish(js, event)));
-      clearTimeout(timer);
+      const acks = await Promise.allSettled(window.map((event) => this.publish(inbox, event)));
       this.announceLowBalances(connection, window, acks);
       const failed = acks.findIndex((ack) => ack.status === 'rejected');
       const done = failed === -1 ? window : window.slice(0, failed);
@@ -165,15 +161,20 @@ export class JetStreamPublisher {
     });
   }
 
-  private publish(js: JetStreamAcks, event: RecordedEvent): Promise<PubAck> {
+  private publish(acks: InboxRequests, event: RecordedEvent): Promise<PubAck> {
     // The event id as Nats-Msg-Id: JetStream drops a repeat within its window.
-    return js.publish(subjectOf(event), JSON.stringify(messageOf(event)), event.eventId);
+    return publishToJetStream(
+      acks,
+      subjectOf(event),
+      JSON.stringify(messageOf(event)),
+      event.eventId,
+    );
   }
 
   private async ensureStream(connection: NatsConnection) {
     if (this.ensuredFor === connection) return;
-    this.acks?.close();
-    this.acks = new JetStreamAcks(connection);
+    this.inbox?.close();
+    this.inbox = new InboxRequests(connection, this.options.ackTimeoutMs ?? 5000);
     const jsm = await jetstreamManager(connection);
     const config = {
       name: LEDGER_EVENTS_STREAM,

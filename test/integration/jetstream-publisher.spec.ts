@@ -2,7 +2,8 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { AckPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { SqliteEventStore } from '../../src/event-store/sqlite/sqlite-event-store';
-import { JetStreamAcks } from '../../src/nats/jetstream-acks';
+import { InboxRequests } from '../../src/nats/inbox-requests';
+import { publishToJetStream } from '../../src/nats/jetstream-acks';
 import { JetStreamPublisher, LEDGER_EVENTS_STREAM } from '../../src/nats/jetstream-publisher';
 
 const NATS_URL = process.env.TEST_NATS_URL ?? 'nats://127.0.0.1:4222';
@@ -135,8 +136,8 @@ describe('JetStream publisher', () => {
   });
 });
 
-/** The ack collector the publisher sends through, against the real NATS server. */
-describe('JetStream acks on one inbox', () => {
+/** Requests answered on one inbox, and JetStream publishes through them, on the real server. */
+describe('requests on one inbox', () => {
   let nats: NatsConnection;
   const name = `ACKS_${randomBytes(4).toString('hex').toUpperCase()}`;
   const subject = `acks-test.${name}`;
@@ -151,47 +152,60 @@ describe('JetStream acks on one inbox', () => {
     await nats.close();
   });
 
-  it('answers each publish with its own ack, and flags a repeated message id', async () => {
-    const acks = new JetStreamAcks(nats);
+  it('gives each request its own reply', async () => {
+    const echo = nats.subscribe(`echo-${name}`, {
+      callback: (_, message) => void message.respond(`re: ${message.string()}`),
+    });
+    const requests = new InboxRequests(nats, 5000);
+    try {
+      const replies = await Promise.all(
+        Array.from({ length: 50 }, (_, i) => requests.request(`echo-${name}`, `m${i}`)),
+      );
+      expect(replies.map((reply) => reply.string())).toEqual(
+        Array.from({ length: 50 }, (_, i) => `re: m${i}`),
+      );
+    } finally {
+      requests.close();
+      echo.unsubscribe();
+    }
+  });
+
+  it('fails a request nobody listens to, and one whose reply does not come in time', async () => {
+    // A plain subscriber takes the subject and never answers: no reply, no "no responders".
+    const silent = nats.subscribe(`silent-${name}`);
+    const requests = new InboxRequests(nats, 200);
+    try {
+      await expect(requests.request(`nobody-${name}`, 'lost')).rejects.toThrow(/status 503/);
+      const started = performance.now();
+      await expect(requests.request(`silent-${name}`, 'unheard')).rejects.toThrow(
+        'no reply within 200 ms',
+      );
+      expect(performance.now() - started).toBeGreaterThanOrEqual(190);
+    } finally {
+      requests.close();
+      silent.unsubscribe();
+    }
+  });
+
+  it('publishes to JetStream with the message id, and reads a repeat from its ack', async () => {
+    const requests = new InboxRequests(nats, 5000);
     try {
       const [first, second, repeat] = await Promise.all([
-        acks.publish(`${subject}.a`, 'one', 'id-1'),
-        acks.publish(`${subject}.b`, 'two', 'id-2'),
-        acks.publish(`${subject}.a`, 'one again', 'id-1'),
+        publishToJetStream(requests, `${subject}.a`, 'one', 'id-1'),
+        publishToJetStream(requests, `${subject}.b`, 'two', 'id-2'),
+        publishToJetStream(requests, `${subject}.a`, 'one again', 'id-1'),
       ]);
       expect([first.stream, first.seq, first.duplicate]).toEqual([name, 1, false]);
       expect([second.seq, second.duplicate]).toEqual([2, false]);
       expect([repeat.seq, repeat.duplicate]).toEqual([1, true]);
       const info = await (await jetstreamManager(nats)).streams.info(name);
       expect(info.state.messages).toBe(2);
+      // A subject no stream takes: the publish fails, as js.publish would.
+      await expect(
+        publishToJetStream(requests, `nostream-${name}.x`, 'x', 'id-3'),
+      ).rejects.toThrow();
     } finally {
-      acks.close();
-    }
-  });
-
-  it('fails a publish that no stream takes', async () => {
-    const acks = new JetStreamAcks(nats);
-    try {
-      await expect(acks.publish(`nobody-${name}.x`, 'lost', 'id-3')).rejects.toThrow(
-        /did not take/,
-      );
-    } finally {
-      acks.close();
-    }
-  });
-
-  it('gives up on acks that do not come when told to', async () => {
-    // A plain subscriber takes the subject and never answers: no ack, and no "no responders".
-    const silent = nats.subscribe(`silent-${name}`);
-    const acks = new JetStreamAcks(nats);
-    try {
-      const waiting = acks.publish(`silent-${name}`, 'unheard', 'id-4');
-      await new Promise((resolve) => setTimeout(resolve, 50));
-      acks.abandon(new Error('too late'));
-      await expect(waiting).rejects.toThrow('too late');
-    } finally {
-      acks.close();
-      silent.unsubscribe();
+      requests.close();
     }
   });
 });
