@@ -3,7 +3,7 @@ import { CommandBus, QueryBus } from '@nestjs/cqrs';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Svcm, type Service, type ServiceMsg } from '@nats-io/services';
 import { plainToInstance, type ClassConstructor } from 'class-transformer';
-import { validate } from 'class-validator';
+import { validateSync } from 'class-validator';
 import { randomUUID } from 'node:crypto';
 import { actorOf, SERVICE_SCOPE, type Caller } from '../../auth/caller';
 import { LEDGER_CONFIG, type LedgerConfig } from '../../config/config';
@@ -135,7 +135,7 @@ export class LedgerNatsService implements OnApplicationShutdown {
   ) {
     let reply: object;
     try {
-      const body = await this.validated(message, endpoint.dto);
+      const body = this.validated(message, endpoint.dto);
       const context: RequestContext = {
         caller: NATS_CALLER,
         actor: actorOf(NATS_CALLER),
@@ -151,7 +151,7 @@ export class LedgerNatsService implements OnApplicationShutdown {
     message.respond(JSON.stringify(reply));
   }
 
-  private async validated(message: ServiceMsg, dto: ClassConstructor<object>): Promise<object> {
+  private validated(message: ServiceMsg, dto: ClassConstructor<object>): object {
     let body: unknown;
     try {
       body = JSON.parse(message.string());
@@ -163,7 +163,8 @@ export class LedgerNatsService implements OnApplicationShutdown {
     }
     assertSafeJson(body);
     const instance = plainToInstance(dto, body, { enableImplicitConversion: false });
-    const errors = await validate(instance, { whitelist: true, forbidNonWhitelisted: true });
+    // No DTO has an async rule: checked in this turn, without a promise per rule.
+    const errors = validateSync(instance, { whitelist: true, forbidNonWhitelisted: true });
     if (errors.length > 0) throw validationFailedFrom(errors);
     assertKnownFields(Object.keys(body), dto);
     return instance;
