@@ -54,6 +54,12 @@ interface Pending<State, Command, Event> {
   reject: (error: unknown) => void;
 }
 
+/** What the last batch sent leaves, and the last event it writes (the next goes on after it). */
+interface Tip<State> {
+  loaded: Loaded<State>;
+  lastEventId?: string;
+}
+
 /** A batch decided and on its way to the store. */
 interface Sent<State, Command, Event> {
   batch: Pending<State, Command, Event>[];
@@ -61,7 +67,7 @@ interface Sent<State, Command, Event> {
   settled: ((position: bigint) => void)[];
   counts: Record<'written' | 'replayed' | 'rejected', number>;
   /** The state it leaves (its revision and position final once written). */
-  tip: { loaded: Loaded<State>; lastEventId?: string };
+  tip: Tip<State>;
   /** Never rejects. Neither field when the batch had nothing to write. */
   outcome: Promise<{ written?: AppendResult; error?: unknown }>;
 }
@@ -186,8 +192,8 @@ export class AggregateWriter<State, Command, Event extends DomainEvent> {
     // rather than the first alone, with the rest waiting a whole write behind it.
     await nextTurn();
     const inFlight: Sent<State, Command, Event>[] = [];
-    /** What the last batch sent leaves, and the event it ends with (none: nothing in flight). */
-    let tip: { loaded: Loaded<State>; lastEventId?: string } | undefined;
+    /** Undefined when nothing is in flight and the state is to be loaded again. */
+    let tip: Tip<State> | undefined;
     let conflicts = 0;
     while (queue.length > 0 || inFlight.length > 0) {
       if (queue.length > 0 && inFlight.length < this.pipelineDepth) {
@@ -259,7 +265,7 @@ export class AggregateWriter<State, Command, Event extends DomainEvent> {
   /** Decides `batch` on `tip` and starts its write (none if it changes nothing). */
   private send(
     id: string,
-    tip: { loaded: Loaded<State>; lastEventId?: string },
+    tip: Tip<State>,
     batch: Pending<State, Command, Event>[],
   ): Sent<State, Command, Event> {
     const { state, events, settled, counts } = this.decideBatch(tip.loaded.state, batch);
