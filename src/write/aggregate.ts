@@ -30,7 +30,7 @@ export interface AggregateType<State, Command, Event extends DomainEvent> {
     alsoReads?: readonly number[];
     /**
      * Roughly how many entries a snapshot of `state` holds. The writer snapshots no more
-     * often than every `size / 10` events, so snapshotting costs O(1) per event however
+     * often than every `size / 40` events, so snapshotting costs O(1) per event however
      * large the state grows.
      */
     size?(state: State): number;

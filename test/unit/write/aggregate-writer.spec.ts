@@ -351,7 +351,7 @@ describe('the write pipeline (group commit per organization)', () => {
     const gaps = saved.slice(1).map((revision, i) => Number(revision - saved[i]));
     expect(gaps.length).toBeGreaterThan(3);
     for (let i = 0; i < gaps.length; i++) {
-      expect(gaps[i]).toBeGreaterThanOrEqual(Math.max(10, Math.ceil(Number(saved[i]) / 10)));
+      expect(gaps[i]).toBeGreaterThanOrEqual(Math.max(10, Math.ceil(Number(saved[i]) / 40)));
     }
     expect(gaps[gaps.length - 1]).toBeGreaterThan(gaps[0]);
   });
