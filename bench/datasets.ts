@@ -116,7 +116,7 @@ export function historyDataset(runs = 1_000_000): Promise<string> {
       if (start % 100_000 === 0) process.stderr.write(`bench: history dataset ${start}/${runs}\n`);
     }
     // The worst cold load: the history ends one event short of its next snapshot, so loading
-    // it replays a whole snapshot interval of events (with the ones of the last batch).
+    // it replays the snapshot's whole interval but one event.
     const { state } = await organizations.read('history');
     const interval = snapshotInterval(
       SNAPSHOT_EVERY,

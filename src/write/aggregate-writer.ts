@@ -10,6 +10,7 @@ import {
   type AppendResult,
   type EventStore,
   type NewEvent,
+  type OrderedAppends,
   type RecordedEvent,
   type SnapshotStore,
 } from '../event-store/event-store';
@@ -129,6 +130,8 @@ export class AggregateWriter<State, Command, Event extends DomainEvent> {
   private readonly snapshotting = new Map<string, Promise<void>>();
   /** Wakes an aggregate's queue that waits for its write or for more commands. */
   private readonly wakers = new Map<string, () => void>();
+  /** With a store that writes appends in order, batches are pipelined (see `drain`). */
+  private readonly ordered: (EventStore & OrderedAppends) | undefined;
   private readonly pipelineDepth: number;
 
   constructor(
@@ -139,7 +142,8 @@ export class AggregateWriter<State, Command, Event extends DomainEvent> {
     private readonly options: WriterOptions,
   ) {
     this.cache = new LRUCache({ max: options.cacheSize });
-    this.pipelineDepth = appendsInOrder(store) ? Math.max(1, options.pipelineDepth ?? 2) : 1;
+    this.ordered = appendsInOrder(store) ? store : undefined;
+    this.pipelineDepth = this.ordered ? Math.max(1, options.pipelineDepth ?? 2) : 1;
   }
 
   /** Runs `command` against aggregate `id`; `answer` turns its outcome into the reply. */
@@ -283,8 +287,8 @@ export class AggregateWriter<State, Command, Event extends DomainEvent> {
     const { revision } = tip.loaded;
     const started = performance.now();
     const write =
-      tip.lastEventId !== undefined && appendsInOrder(this.store)
-        ? this.store.appendAfter(streamId, events, { revision, eventId: tip.lastEventId })
+      tip.lastEventId !== undefined && this.ordered
+        ? this.ordered.appendAfter(streamId, events, { revision, eventId: tip.lastEventId })
         : this.store.appendToStream(
             streamId,
             events,
