@@ -168,10 +168,42 @@ export interface Snapshot {
   position: bigint;
   schemaVersion: number;
   state: string;
+  /**
+   * Pieces of the state that several snapshots of the stream share, such as a settled tier
+   * of runs: written with the first snapshot that lists them and kept while each later one
+   * lists them again, so that a snapshot writes what changed, not the whole state. Loading
+   * gives every part with its text; the state refers to them by key.
+   */
+  parts: SnapshotPart[];
+}
+
+export interface SnapshotPart {
+  key: string;
+  /** Left out when the stream's stored snapshot already holds a part of this key. */
+  text?: string;
+}
+
+/**
+ * A snapshot listed a part without its text, and the stream's stored snapshot does not hold
+ * it (another process saved a snapshot without it meanwhile, say). Nothing was saved.
+ */
+export class SnapshotPartsMissingError extends Error {
+  constructor(
+    readonly streamId: string,
+    readonly keys: string[],
+  ) {
+    super(`the stored snapshot of ${streamId} holds no part ${keys.join(', ')}`);
+    this.name = 'SnapshotPartsMissingError';
+  }
 }
 
 export interface SnapshotStore {
   loadSnapshot(streamId: string): Promise<Snapshot | undefined>;
+  /**
+   * Replaces the stream's snapshot, all of it or nothing: the new parts are stored, and parts
+   * the snapshot no longer lists are dropped. SnapshotPartsMissingError when a part without
+   * text is not already stored for the stream.
+   */
   saveSnapshot(snapshot: Snapshot): Promise<void>;
 }
 export const SNAPSHOT_STORE = Symbol('SNAPSHOT_STORE');
