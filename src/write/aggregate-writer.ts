@@ -12,9 +12,10 @@ import {
   type NewEvent,
   type OrderedAppends,
   type RecordedEvent,
+  SnapshotPartsMissingError,
   type SnapshotStore,
 } from '../event-store/event-store';
-import type { AggregateType, DomainEvent } from './aggregate';
+import type { AggregateType, DomainEvent, SnapshotOf } from './aggregate';
 import type { Clock } from './clock';
 
 /** Who asked, and which request it was part of: stamped on every event it causes. */
@@ -31,6 +32,11 @@ export interface Loaded<State> {
   position: bigint;
   /** Revision of the newest snapshot, NO_REVISION if none. */
   snapshotRevision: bigint;
+  /**
+   * Keys of the parts the stream's stored snapshot holds, as far as this process knows: a
+   * snapshot sends only the others' texts. One set, shared by the stream's later states.
+   */
+  storedParts: Set<string>;
 }
 
 export interface Outcome<State, Event> {
@@ -103,11 +109,10 @@ export interface WriterObserver {
 const MAX_ATTEMPTS = 5;
 const READ_PAGE = 1000;
 /**
- * A snapshot of n entries is taken at most every n / 40 events (see AggregateType.snapshots).
- * Each snapshot is written whole, so this writes about 40 entries of snapshot per event; n / 10
- * wrote a quarter of that (hot organization 10-15% faster), but a cold load replays up to the
- * interval, about 20 µs an event here: 2,000 events after the snapshot of the 1M-event bench
- * organization took 33-48 ms to load, against 16-26 ms for 500.
+ * A snapshot that writes n entries is taken at most every n / 40 events (see
+ * AggregateType.snapshots), so about 40 entries of snapshot per event at most. Not larger: a
+ * cold load replays up to the interval, about 20 µs an event here (2,000 events after the
+ * snapshot of the 1M-event bench organization took 33-48 ms to load, 500 took 16-26 ms).
  */
 const SNAPSHOT_SIZE_DIVISOR = 40;
 
@@ -308,6 +313,7 @@ export class AggregateWriter<State, Command, Event extends DomainEvent> {
       revision: revision + BigInt(events.length),
       position: tip.loaded.position,
       snapshotRevision: tip.loaded.snapshotRevision,
+      storedParts: tip.loaded.storedParts,
     };
     return {
       batch,
@@ -384,26 +390,13 @@ export class AggregateWriter<State, Command, Event extends DomainEvent> {
     if (cached) return cached;
     const started = performance.now();
     const streamId = this.type.streamId(id);
-    let loaded: Loaded<State> = {
+    let loaded: Loaded<State> = (await this.loadSnapshot(streamId)) ?? {
       state: this.type.initialState(),
       revision: NO_REVISION,
       position: 0n,
       snapshotRevision: NO_REVISION,
+      storedParts: new Set(),
     };
-    const snapshots = this.type.snapshots;
-    if (snapshots && this.snapshots) {
-      const snapshot = await this.snapshots.loadSnapshot(streamId);
-      const readable = (version: number) =>
-        version === snapshots.schemaVersion || snapshots.alsoReads?.includes(version) === true;
-      if (snapshot && readable(snapshot.schemaVersion)) {
-        loaded = {
-          state: snapshots.deserialize(snapshot.state, snapshot.schemaVersion),
-          revision: snapshot.revision,
-          position: snapshot.position,
-          snapshotRevision: snapshot.revision,
-        };
-      }
-    }
     for (;;) {
       const page = await this.store.readStream(streamId, {
         fromRevision: loaded.revision + 1n,
@@ -430,6 +423,35 @@ export class AggregateWriter<State, Command, Event extends DomainEvent> {
     return loaded;
   }
 
+  /** The aggregate as its snapshot left it, if it has one this version reads. */
+  private async loadSnapshot(streamId: string): Promise<Loaded<State> | undefined> {
+    const snapshots = this.type.snapshots;
+    if (!snapshots || !this.snapshots) return undefined;
+    const snapshot = await this.snapshots.loadSnapshot(streamId);
+    if (snapshot === undefined) return undefined;
+    const { schemaVersion } = snapshot;
+    if (
+      schemaVersion !== snapshots.schemaVersion &&
+      !snapshots.alsoReads?.includes(schemaVersion)
+    ) {
+      return undefined;
+    }
+    const parts = new Map(snapshot.parts.map((part) => [part.key, part.text ?? '']));
+    try {
+      return {
+        state: snapshots.deserialize(snapshot.state, schemaVersion, parts),
+        revision: snapshot.revision,
+        position: snapshot.position,
+        snapshotRevision: snapshot.revision,
+        storedParts: new Set(parts.keys()),
+      };
+    } catch (error) {
+      // A snapshot that cannot be read is only a shortcut lost: the events are the record.
+      this.options.onBackgroundError?.(error);
+      return undefined;
+    }
+  }
+
   /** Resolves once the snapshots being written now are saved (or failed). */
   async snapshotsWritten(): Promise<void> {
     await Promise.all(this.snapshotting.values());
@@ -442,26 +464,32 @@ export class AggregateWriter<State, Command, Event extends DomainEvent> {
     if (loaded.revision - loaded.snapshotRevision < BigInt(every)) return;
     loaded.snapshotRevision = loaded.revision;
     const store = this.snapshots;
-    const { revision, position, state } = loaded;
+    const { revision, position, state, storedParts } = loaded;
     const budget = this.options.snapshotSliceMs ?? SNAPSHOT_SLICE_MS;
     const writing = (async () => {
       try {
         // From the next turn of the event loop, once this batch's answers have gone out; a
         // large state a few milliseconds per turn, so that requests keep being answered.
         const slices = snapshots.serialize(state);
-        let step: IteratorResult<void, string>;
+        let step: IteratorResult<void, SnapshotOf>;
         do {
           await nextTurn();
           step = sliceFor(slices, budget);
         } while (!step.done);
+        const { state: text, parts } = step.value;
         await store.saveSnapshot({
           streamId,
           revision,
           position,
           schemaVersion: snapshots.schemaVersion,
-          state: step.value,
+          state: text,
+          parts: parts.map((part) => (storedParts.has(part.key) ? { key: part.key } : part)),
         });
+        storedParts.clear();
+        for (const part of parts) storedParts.add(part.key);
       } catch (error) {
+        // Somebody else's snapshot dropped a part we took as stored: send every text next time.
+        if (error instanceof SnapshotPartsMissingError) storedParts.clear();
         this.options.onBackgroundError?.(error);
       } finally {
         this.snapshotting.delete(streamId);
@@ -472,10 +500,10 @@ export class AggregateWriter<State, Command, Event extends DomainEvent> {
 }
 
 /** Runs a snapshot's slices for `budgetMs`, at least one. */
-function sliceFor(
-  slices: Generator<void, string, void>,
+function sliceFor<Result>(
+  slices: Generator<void, Result, void>,
   budgetMs: number,
-): IteratorResult<void, string> {
+): IteratorResult<void, Result> {
   const until = performance.now() + budgetMs;
   let step = slices.next();
   while (!step.done && performance.now() < until) step = slices.next();

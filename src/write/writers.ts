@@ -44,8 +44,8 @@ export const organizationAggregate: AggregateType<
     serialize: serializeOrganizationInSlices,
     deserialize: deserializeOrganization,
     alsoReads: ORGANIZATION_SNAPSHOT_VERSIONS_READ,
-    // Runs kept for idempotency dominate an organization's snapshot.
-    size: (state) => state.runs.size + state.grants.size + state.members.size,
+    // What each snapshot writes again: settled runs are parts, written once.
+    size: (state) => state.runs.recent.size + state.grants.size + state.members.size,
   },
 };
 

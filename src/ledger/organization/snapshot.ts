@@ -1,17 +1,20 @@
+import { randomUUID } from 'node:crypto';
 import { Map as ImmutableMap } from 'immutable';
 import type { Allocation } from './events';
-import { LayeredTier, RunBook, type SettledRuns } from './run-book';
+import { LayeredTier, MergingTier, RunBook, tiersOf, type SettledRuns } from './run-book';
 import type { CharmRun, OrganizationState } from './state';
 
 /**
  * Bump when the state's shape changes: older snapshots are then ignored and rebuilt, unless
  * listed in ORGANIZATION_SNAPSHOT_VERSIONS_READ.
  */
-export const ORGANIZATION_SNAPSHOT_VERSION = 6;
+export const ORGANIZATION_SNAPSHOT_VERSION = 7;
+/** Version 6 held its one settled tier inline, as lines 2-5. */
+const VERSION_6 = 6;
 /** Version 5 held the settled runs' columns on one line (see `tierFromVersion5`). */
 const VERSION_5 = 5;
 /** Older snapshots still read. */
-export const ORGANIZATION_SNAPSHOT_VERSIONS_READ = [VERSION_5];
+export const ORGANIZATION_SNAPSHOT_VERSIONS_READ = [VERSION_6, VERSION_5];
 
 /** Runs encoded between two places where a snapshot taken in slices may pause. */
 const RUNS_PER_SLICE = 500;
@@ -19,19 +22,33 @@ const RUNS_PER_SLICE = 500;
 const NO_REFUNDS = ImmutableMap<string, number>();
 
 /*
- * A snapshot is six lines (JSON never holds a raw newline):
- * 1. the state without its runs;
- * 2-5. the settled runs (RunBook), column by column: written once per tier and reused by
- *    every later snapshot. A restored tier reads each of its lines only when first asked:
- *    2. its size and when its first and last runs were charged (`TierSummary`);
- *    3. the run ids, to know whether a run is there;
- *    4. when each was charged, to prune;
- *    5. the rest of the columns, to build a run;
- * 6. the recent runs, a row each (each run encoded once, see `encodedRun`); they replace
+ * A snapshot is two lines (JSON never holds a raw newline) and a part per settled tier:
+ * 1. the state without its runs, and the keys of its settled tiers (`runTiers`), newest first;
+ * 2. the recent runs, a row each (each run encoded once, see `encodedRun`); they replace
  *    settled runs of the same id.
+ * Each settled tier of the RunBook is a part of its own, written by the first snapshot that
+ * holds it and shared by the later ones (see SnapshotPart): a snapshot writes the recent runs
+ * and the tiers settled since the last one, not every run. A part is four lines, column by
+ * column, and a restored tier reads each only when first asked:
+ * 1. its size and when its first and last runs were charged (`TierSummary`);
+ * 2. the run ids, to know whether a run is there;
+ * 3. when each was charged, to prune;
+ * 4. the rest of the columns, to build a run.
  * A week of runs is most of a busy organization's snapshot: this keeps both taking a snapshot
  * and loading one from growing with it, and a tier the first event prunes is never read.
  */
+
+/** A settled tier's text, and the key a snapshot knows it by. */
+export interface SnapshotPart {
+  key: string;
+  text: string;
+}
+
+/** A snapshot's own text, and the parts it refers to. */
+export interface OrganizationSnapshot {
+  state: string;
+  parts: SnapshotPart[];
+}
 
 interface TierSummary {
   size: number;
@@ -66,8 +83,8 @@ type RareFields = [number, number, [string, number][], string | null];
  */
 type RunRow = [string, string, string, number, number, number, (string | number)[], ...unknown[]];
 
-/** The lines of each settled tier, once written or read: tiers never change. */
-const encodedTiers = new WeakMap<SettledRuns, string>();
+/** Each settled tier's part, once written or read: tiers never change. */
+const encodedTiers = new WeakMap<SettledRuns, SnapshotPart>();
 /** Each recent run's row: runs never change once recorded (a refund records a new one). */
 const encodedRuns = new WeakMap<CharmRun, string>();
 
@@ -119,9 +136,16 @@ function* jsonInSlices(value: unknown): Generator<void, string, void> {
   return `{${fields.join(',')}}`;
 }
 
-function* encodeTier(tier: SettledRuns): Generator<void, string, void> {
-  const cached = encodedTiers.get(tier);
-  if (cached !== undefined) return cached;
+/** A tier's columns, as encoded and as its part's text. */
+interface EncodedTier {
+  summary: TierSummary;
+  ids: string[];
+  chargedAt: number[];
+  columns: RunColumns;
+  text: string;
+}
+
+function* encodeTier(tier: SettledRuns): Generator<void, EncodedTier, void> {
   const names: string[] = [];
   const numbers = new Map<string, number>();
   const name = (text: string) => {
@@ -165,12 +189,31 @@ function* encodeTier(tier: SettledRuns): Generator<void, string, void> {
   }
   const lines: string[] = [];
   for (const line of [summary, ids, chargedAt, columns]) lines.push(yield* jsonInSlices(line));
-  const text = lines.join('\n');
-  encodedTiers.set(tier, text);
-  return text;
+  return { summary, ids, chargedAt, columns, text: lines.join('\n') };
 }
 
-/** Lines 3-5 of a snapshot, each parsed the first time it is needed. */
+/**
+ * A settled tier's part. Two tiers still merging are merged here, a slice at a time, and the
+ * merged tier, read back from the columns just encoded, takes their place in the state.
+ */
+function* partOf(tier: SettledRuns): Generator<void, SnapshotPart, void> {
+  if (tier instanceof MergingTier) {
+    if (tier.merged === undefined) {
+      const merged = ColumnTier.encoded(yield* encodeTier(tier));
+      yield* merged.indexInSlices();
+      tier.settle(merged);
+    }
+    return yield* partOf(tier.merged!);
+  }
+  let part = encodedTiers.get(tier);
+  if (part === undefined) {
+    part = { key: randomUUID(), text: (yield* encodeTier(tier)).text };
+    encodedTiers.set(tier, part);
+  }
+  return part;
+}
+
+/** Lines 2-4 of a part, each parsed the first time it is needed. */
 class TierLines {
   private ids?: string[];
   private positions?: Map<string, number>;
@@ -183,6 +226,15 @@ class TierLines {
     private readonly restLine: string,
   ) {}
 
+  /** Lines already parsed: a tier's columns just encoded. */
+  static parsed({ ids, chargedAt, columns }: EncodedTier): TierLines {
+    const lines = new TierLines('', '', '');
+    lines.ids = ids;
+    lines.charged = chargedAt;
+    lines.rest = withIndexes(columns);
+    return lines;
+  }
+
   /** The run ids, in column order. */
   runIds(): string[] {
     this.ids ??= JSON.parse(this.idsLine) as string[];
@@ -191,12 +243,20 @@ class TierLines {
 
   /** Each run id's index in the columns. */
   index(): Map<string, number> {
-    if (this.positions === undefined) {
-      const ids = this.runIds();
-      this.positions = new Map();
-      for (let i = 0; i < ids.length; i++) this.positions.set(ids[i], i);
+    if (this.positions === undefined) for (const _ of this.indexInSlices());
+    return this.positions!;
+  }
+
+  /** As `index`, pausing every few thousand runs. */
+  *indexInSlices(): Generator<void, void, void> {
+    if (this.positions !== undefined) return;
+    const ids = this.runIds();
+    const positions = new Map<string, number>();
+    for (let i = 0; i < ids.length; i++) {
+      positions.set(ids[i], i);
+      if (i % ELEMENTS_PER_SLICE === ELEMENTS_PER_SLICE - 1) yield;
     }
-    return this.positions;
+    this.positions = positions;
   }
 
   chargedAt(): number[] {
@@ -205,16 +265,7 @@ class TierLines {
   }
 
   columns() {
-    if (this.rest === undefined) {
-      const columns = JSON.parse(this.restLine) as RunColumns;
-      // Where each run's refundable allocations start in `columns.refundable`.
-      const refundableAt: number[] = [];
-      const flat = columns.refundable;
-      for (let at = 0; at < flat.length; at += 1 + 2 * flat[at]) refundableAt.push(at);
-      const rare = new Map<number, RareFields>();
-      for (const fields of columns.rare) rare.set(fields[0], fields);
-      this.rest = { columns, refundableAt, rare };
-    }
+    this.rest ??= withIndexes(JSON.parse(this.restLine) as RunColumns);
     return this.rest;
   }
 
@@ -245,6 +296,16 @@ class TierLines {
   }
 }
 
+/** Line 4 of a part, with where each run's refundable allocations start and its rare fields. */
+function withIndexes(columns: RunColumns) {
+  const refundableAt: number[] = [];
+  const flat = columns.refundable;
+  for (let at = 0; at < flat.length; at += 1 + 2 * flat[at]) refundableAt.push(at);
+  const rare = new Map<number, RareFields>();
+  for (const fields of columns.rare) rare.set(fields[0], fields);
+  return { columns, refundableAt, rare };
+}
+
 /**
  * A settled tier read from a snapshot: it reads its lines only when asked (see TierLines),
  * and pruning cuts it to the runs charged since a horizon from the `chargedAt` line alone.
@@ -258,13 +319,25 @@ class ColumnTier implements SettledRuns {
     readonly size: number,
   ) {}
 
-  /** The tier of a snapshot's lines 2-5. */
-  static read(text: string): ColumnTier {
-    const [summary, ids, charged, rest] = text.split('\n');
+  /** The tier of a part. */
+  static read(part: SnapshotPart): ColumnTier {
+    const [summary, ids, charged, rest] = part.text.split('\n');
     const read = JSON.parse(summary) as TierSummary;
     const tier = new ColumnTier(new TierLines(ids, charged, rest), read, -Infinity, read.size);
-    encodedTiers.set(tier, text);
+    encodedTiers.set(tier, part);
     return tier;
+  }
+
+  /** The tier of columns just encoded, under a new key. */
+  static encoded(encoded: EncodedTier): ColumnTier {
+    const { summary } = encoded;
+    const tier = new ColumnTier(TierLines.parsed(encoded), summary, -Infinity, summary.size);
+    encodedTiers.set(tier, { key: randomUUID(), text: encoded.text });
+    return tier;
+  }
+
+  indexInSlices() {
+    return this.lines.indexInSlices();
   }
 
   has(runId: string) {
@@ -370,8 +443,8 @@ function withRareFields(run: CharmRun, [, refunded, refunds, reservationId]: Rar
   };
 }
 
-/** A snapshot as one string, at once (tests and tools). */
-export function serializeOrganization(state: OrganizationState): string {
+/** A snapshot at once (tests and tools). */
+export function serializeOrganization(state: OrganizationState): OrganizationSnapshot {
   const slices = serializeOrganizationInSlices(state);
   for (;;) {
     const step = slices.next();
@@ -386,48 +459,65 @@ export function serializeOrganization(state: OrganizationState): string {
  */
 export function* serializeOrganizationInSlices(
   state: OrganizationState,
-): Generator<void, string, void> {
-  // A tier restored with its recent rows goes back as it came: the settled lines as read,
-  // the rows as read, then the runs recorded since (which replace them).
-  let tier = state.runs.settled;
+): Generator<void, OrganizationSnapshot, void> {
+  // Recent rows restored from a snapshot go back as they came, then the runs recorded since
+  // (which replace them).
+  let settled = state.runs.settled;
   const recent: string[] = [];
-  if (
-    tier instanceof LayeredTier &&
-    tier.upper instanceof RowTier &&
-    typeof tier.upper.source === 'string' &&
-    encodedTiers.has(tier.lower)
-  ) {
-    if (tier.upper.source !== '[]') recent.push(tier.upper.source.slice(1, -1));
-    tier = tier.lower;
+  const top = settled instanceof LayeredTier ? settled.upper : settled;
+  if (top instanceof RowTier && typeof top.source === 'string') {
+    if (top.source !== '[]') recent.push(top.source.slice(1, -1));
+    settled = settled instanceof LayeredTier ? settled.lower : RunBook.empty().settled;
   }
-  const settled = yield* encodeTier(tier);
+  const parts: SnapshotPart[] = [];
+  for (const tier of tiersOf(settled)) parts.push(yield* partOf(tier));
   for (const run of state.runs.recent.values()) {
     if (recent.push(encodedRun(run)) % RUNS_PER_SLICE === 0) yield;
   }
-  const rest = JSON.stringify({
+  const head = JSON.stringify({
     ...state,
     runs: undefined,
+    runTiers: parts.map((part) => part.key),
     members: [...state.members],
     grants: [...state.grants],
     reservations: [...state.reservations],
     transfersOut: [...state.transfersOut],
     transfersIn: [...state.transfersIn],
   });
-  return `${rest}\n${settled}\n[${recent.join(',')}]`;
+  return { state: `${head}\n[${recent.join(',')}]`, parts };
 }
 
+/**
+ * The state of a snapshot, given its parts' texts by key. Versions 5 and 6 held their one
+ * settled tier inline; the next snapshot writes it as a part.
+ */
 export function deserializeOrganization(
   text: string,
   schemaVersion: number = ORGANIZATION_SNAPSHOT_VERSION,
+  parts: ReadonlyMap<string, string> = new Map(),
 ): OrganizationState {
   const first = text.indexOf('\n');
   const last = text.lastIndexOf('\n');
   const raw = JSON.parse(text.slice(0, first));
+  const runTiers: string[] = raw.runTiers ?? [];
+  delete raw.runTiers;
   const recent = text.slice(last + 1);
-  const tierText = text.slice(first + 1, last);
-  const settled = ColumnTier.read(
-    schemaVersion === VERSION_5 ? tierFromVersion5(tierText) : tierText,
-  );
+  let settled = RunBook.empty().settled;
+  if (schemaVersion === ORGANIZATION_SNAPSHOT_VERSION) {
+    // Stacked again as they were: each tier at least twice the one above it.
+    runTiers.reverse().forEach((key, i) => {
+      const part = parts.get(key);
+      if (part === undefined) throw new Error(`snapshot part ${key} is missing`);
+      const tier = ColumnTier.read({ key, text: part });
+      settled = i === 0 ? tier : new LayeredTier(tier, settled);
+    });
+  } else {
+    const inline = text.slice(first + 1, last);
+    settled = ColumnTier.read({
+      key: randomUUID(),
+      text: schemaVersion === VERSION_5 ? tierFromVersion5(inline) : inline,
+    });
+  }
   return {
     ...raw,
     members: ImmutableMap(raw.members),
@@ -464,8 +554,8 @@ function runOfRow(row: RunRow): CharmRun {
 }
 
 /**
- * Version 5's settled runs (one line: every column, ids and charge times included) as this
- * version's lines. Read once per load; the next snapshot writes version 6.
+ * Version 5's settled runs (one line: every column, ids and charge times included) as a
+ * part's lines. Read once per load; the next snapshot writes the current version.
  */
 function tierFromVersion5(line: string): string {
   const { ids, chargedAt, ...columns } = JSON.parse(line) as RunColumns & {

@@ -1,5 +1,5 @@
 import { Map as ImmutableMap } from 'immutable';
-import { RunBook } from '../../../src/ledger/organization/run-book';
+import { MergingTier, RunBook, tiersOf } from '../../../src/ledger/organization/run-book';
 import type { CharmRun } from '../../../src/ledger/organization/state';
 
 const run = (runId: string, chargedAt = 0, refunded = 0): CharmRun => ({
@@ -51,19 +51,51 @@ describe('the runs an organization remembers (RunBook)', () => {
     expect([...book.chargedSince(61).values()]).toEqual([]);
   });
 
-  it('folds the recent runs into a new settled tier once they outnumber it, losing none', () => {
+  it('folds every 2,048 recent runs into a tier of its own, losing none', () => {
     let book = RunBook.empty();
     const before: RunBook[] = [];
     for (let i = 0; i < 10_000; i++) {
       if (i % 2_500 === 0) before.push(book);
       book = book.set(run(`r${i}`, i));
     }
-    // Folded at 4,096 and 8,192 runs: what is left on top is what came after.
+    // Folded at 2,048, 4,096, 6,144 and 8,192 runs: what is left on top is what came after.
     expect(book.settled.size).toBe(8_192);
     expect(book.recent.size).toBe(10_000 - 8_192);
     expect(book.size).toBe(10_000);
     expect(book.get('r0')?.chargedAt).toBe(0);
     expect(book.get('r9999')?.chargedAt).toBe(9_999);
     expect(before.map((earlier) => earlier.size)).toEqual([0, 2_500, 5_000, 7_500]);
+  });
+
+  it('stacks O(log n) tiers, each over twice the one above, and leaves merging to a snapshot', () => {
+    let book = RunBook.empty();
+    for (let i = 0; i < 100_000; i++) book = book.set(run(`r${i}`, i));
+    // A refund of an old run goes on top, and replaces the settled copy.
+    book = book.set(run('r10', 10, 3));
+
+    const tiers = [...tiersOf(book.settled)];
+    expect(tiers.length).toBeLessThanOrEqual(Math.ceil(Math.log2(100_000 / 2_048)) + 1);
+    for (let i = 1; i < tiers.length; i++) {
+      expect(tiers[i].size).toBeGreaterThan(2 * tiers[i - 1].size);
+    }
+    // No charge merged two tiers: those to merge still answer from both.
+    const merging = tiers.filter((tier) => tier instanceof MergingTier);
+    expect(merging.length).toBeGreaterThan(0);
+    expect(merging.every((tier) => (tier as MergingTier).merged === undefined)).toBe(true);
+    expect(book.size).toBe(100_000);
+    expect([...book.values()]).toHaveLength(100_000);
+    expect(book.get('r10')?.refunded).toBe(3);
+    expect(book.get('r99999')?.chargedAt).toBe(99_999);
+    expect(book.has('r100000')).toBe(false);
+
+    // Settling a merge changes nothing anybody reads.
+    const tier = merging[0] as MergingTier;
+    const runs = [...tier.values()];
+    tier.settle(RunBook.of(runs).settled);
+    expect(tier.merged).toBeDefined();
+    expect(tier.size).toBe(runs.length);
+    expect(book.size).toBe(100_000);
+    expect(book.get('r10')?.refunded).toBe(3);
+    expect(book.chargedSince(50_000).size).toBe(50_000);
   });
 });

@@ -1,6 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { WrongExpectedRevisionError } from '../../../src/event-store/event-store';
+import {
+  type Snapshot,
+  SnapshotPartsMissingError,
+  WrongExpectedRevisionError,
+} from '../../../src/event-store/event-store';
 import { SqliteEventStore } from '../../../src/event-store/sqlite/sqlite-event-store';
 import { LedgerError } from '../../../src/ledger/errors';
 import { availableCredits } from '../../../src/ledger/organization/burn-down';
@@ -23,6 +27,7 @@ describe('the write pipeline (group commit per organization)', () => {
       snapshotEvery: number;
       snapshotSliceMs: number;
       observer: WriterObserver;
+      onBackgroundError: (error: unknown) => void;
     }> = {},
   ) =>
     new AggregateWriter(organizationAggregate, store, store, clock, {
@@ -305,6 +310,7 @@ describe('the write pipeline (group commit per organization)', () => {
       revision: 40n,
       position: 1n,
       schemaVersion: 5,
+      parts: [],
       state: readFileSync(
         join(__dirname, '..', 'domain', 'fixtures', 'organization-snapshot-v5.txt'),
         'utf8',
@@ -342,18 +348,104 @@ describe('the write pipeline (group commit per organization)', () => {
     }
   });
 
-  it('snapshots a large organization less often, so snapshot cost per charge stays flat', async () => {
-    const organizations = writer({ snapshotEvery: 10 });
-    await organizationWith(organizations, 'busy', 10_000);
-    const saved = savedSnapshotRevisions();
-    for (let i = 0; i < 500; i++) await charge(organizations, 'busy', `r${i}`);
-    // Each snapshot holds about as many runs as the revision: the gap grows with the state.
-    const gaps = saved.slice(1).map((revision, i) => Number(revision - saved[i]));
-    expect(gaps.length).toBeGreaterThan(3);
-    for (let i = 0; i < gaps.length; i++) {
-      expect(gaps[i]).toBeGreaterThanOrEqual(Math.max(10, Math.ceil(Number(saved[i]) / 40)));
+  it('writes each settled tier of runs once: later snapshots send the recent runs and new tiers', async () => {
+    const organizations = writer({ snapshotEvery: 100 });
+    await organizationWith(organizations, 'busy', 100_000);
+    const sent: Snapshot[] = [];
+    const save = store.saveSnapshot.bind(store);
+    jest.spyOn(store, 'saveSnapshot').mockImplementation(async (snapshot) => {
+      sent.push(snapshot);
+      await save(snapshot);
+    });
+    for (let wave = 0; wave < 100; wave++) {
+      await Promise.all(
+        Array.from({ length: 100 }, (_, i) => charge(organizations, 'busy', `r${wave}-${i}`)),
+      );
     }
-    expect(gaps[gaps.length - 1]).toBeGreaterThan(gaps[0]);
+    await organizations.snapshotsWritten();
+
+    expect(sent.length).toBeGreaterThan(50);
+    const textsSent = sent.flatMap((snapshot) =>
+      snapshot.parts.filter((part) => part.text !== undefined).map((part) => part.key),
+    );
+    // No part's text goes twice, and every part a snapshot lists went with one before or then.
+    expect(new Set(textsSent).size).toBe(textsSent.length);
+    for (const snapshot of sent) {
+      for (const part of snapshot.parts) expect(textsSent).toContain(part.key);
+    }
+    // 10,000 runs: a snapshot's own text holds the recent runs only, never all of them.
+    const longest = Math.max(...sent.map((snapshot) => snapshot.state.length));
+    const last = (await store.loadSnapshot('organization-busy'))!;
+    const all = last.state.length + last.parts.reduce((sum, part) => sum + part.text!.length, 0);
+    expect(longest).toBeLessThan(all / 2);
+    // A few tiers, not one per fold (10,000 runs fold 4 times).
+    expect(last.parts.length).toBeLessThanOrEqual(3);
+
+    const restarted = writer();
+    const loaded = await restarted.read('busy');
+    expect(loaded.revision).toBe(last.revision + 0n);
+    expect(loaded.state.runs.size).toBe(10_000);
+    expect(availableCredits(loaded.state, clock.now())).toBe(90_000);
+    expect((await charge(restarted, 'busy', 'r0-17')).answer.replayed).toBe(true);
+    expect((await charge(restarted, 'busy', 'r99-99')).answer.replayed).toBe(true);
+  });
+
+  it('sends every part again once another process dropped one it took as stored', async () => {
+    const failures: unknown[] = [];
+    const organizations = writer({
+      snapshotEvery: 100,
+      onBackgroundError: (error) => failures.push(error),
+    });
+    await organizationWith(organizations, 'busy', 100_000);
+    const chargeMore = async (from: number, count: number) => {
+      for (let i = from; i < from + count; i++) await charge(organizations, 'busy', `r${i}`);
+      await organizations.snapshotsWritten();
+    };
+    await chargeMore(0, 3_000);
+    const ours = (await store.loadSnapshot('organization-busy'))!;
+    expect(ours.parts.length).toBeGreaterThan(0);
+    // Another process saves its snapshot of the same state, its parts under keys of its own.
+    let theirs = ours.state;
+    for (const { key } of ours.parts) theirs = theirs.replaceAll(key, `theirs-${key}`);
+    await store.saveSnapshot({
+      ...ours,
+      state: theirs,
+      parts: ours.parts.map(({ key, text }) => ({ key: `theirs-${key}`, text })),
+    });
+
+    // Our next snapshot lists our parts without their texts: refused, nothing saved...
+    await chargeMore(3_000, 100);
+    expect(failures).toEqual([expect.any(SnapshotPartsMissingError)]);
+    expect((await store.loadSnapshot('organization-busy'))!.state).toBe(theirs);
+    // ...and the one after sends them all again.
+    await chargeMore(3_100, 100);
+    expect(failures).toHaveLength(1);
+    const saved = (await store.loadSnapshot('organization-busy'))!;
+    expect(saved.revision).toBeGreaterThan(ours.revision);
+    expect(saved.parts.map((part) => part.key).sort()).toEqual(
+      ours.parts.map((part) => part.key).sort(),
+    );
+    const loaded = await writer().read('busy');
+    expect(loaded.snapshotRevision).toBe(saved.revision);
+    expect(loaded.state.runs.size).toBe(3_200);
+  });
+
+  it('loads from the events when a snapshot lists a part the store does not give back', async () => {
+    const organizations = writer({ snapshotEvery: 100 });
+    await organizationWith(organizations, 'busy', 100_000);
+    for (let i = 0; i < 2_500; i++) await charge(organizations, 'busy', `r${i}`);
+    await organizations.snapshotsWritten();
+    const stored = (await store.loadSnapshot('organization-busy'))!;
+    jest.spyOn(store, 'loadSnapshot').mockResolvedValue({ ...stored, parts: [] });
+    const failures: unknown[] = [];
+    const loaded = await writer({ onBackgroundError: (error) => failures.push(error) }).read(
+      'busy',
+    );
+    expect(failures).toEqual([
+      expect.objectContaining({ message: expect.stringContaining('missing') }),
+    ]);
+    expect(loaded.snapshotRevision).toBe(-1n);
+    expect(loaded.state.runs.size).toBe(2_500);
   });
 
   it("writes a large organization's snapshot a slice at a time, answering others meanwhile", async () => {
