@@ -6,6 +6,9 @@ import {
   type NewEvent,
   NO_REVISION,
   type RecordedEvent,
+  type Snapshot,
+  type SnapshotPart,
+  SnapshotPartsMissingError,
   type SnapshotStore,
   type SubscribeOptions,
   type Subscription,
@@ -19,7 +22,7 @@ import { compileForChild, type CompiledTree } from '../support/compile-for-child
  * namespace and compares against what it wrote, so the suite also runs against a store shared
  * with other tests (a PostgreSQL database, an EventStoreDB node).
  */
-export type ContractStore = EventStore & Partial<SnapshotStore>;
+export type ContractStore = EventStore & SnapshotStore;
 
 export function newEvent(type = 'CreditsGranted', data: unknown = { amount: 1 }): NewEvent {
   const eventId = randomUUID();
@@ -72,12 +75,22 @@ export interface ContractOptions {
    * EventStoreDB only makes a retried append idempotent; ids are unique per stream there.
    */
   uniqueEventIds?: boolean;
+  /**
+   * The keys of the parts stored for a stream, read from the store's own tables, where it
+   * keeps parts apart from the snapshot (SQLite, PostgreSQL): dropped parts must not stay.
+   */
+  storedSnapshotParts?: (store: ContractStore, streamId: string) => Promise<string[]>;
 }
 
 export function describeEventStoreContract(
   name: string,
   makeStore: () => Promise<ContractStore>,
-  { cleanup = (store) => store.close(), locate, uniqueEventIds = true }: ContractOptions,
+  {
+    cleanup = (store) => store.close(),
+    locate,
+    uniqueEventIds = true,
+    storedSnapshotParts,
+  }: ContractOptions,
 ): void {
   describe(`${name}: event store contract`, () => {
     let store: ContractStore;
@@ -563,6 +576,205 @@ export function describeEventStoreContract(
         });
         await waitFor(() => retried.length === 3, 'the redelivery');
         expect(retried).toEqual([1n, 2n, 3n]);
+      });
+    });
+
+    describe('snapshots', () => {
+      const snapshotOf = (stream: string, revision: bigint, parts: SnapshotPart[]): Snapshot => ({
+        streamId: ns + stream,
+        revision,
+        // Past 2^53, so that a position that went through a number would show.
+        position: 2n ** 62n + revision,
+        schemaVersion: 1,
+        state: JSON.stringify({ revision: revision.toString() }),
+        parts,
+      });
+
+      /** The stored snapshot, its parts in key order: the port promises no order of parts. */
+      const load = async (stream: string) => {
+        const loaded = await store.loadSnapshot(ns + stream);
+        if (loaded === undefined) return undefined;
+        const parts = [...loaded.parts].sort((a, b) => (a.key < b.key ? -1 : 1));
+        return { ...loaded, parts };
+      };
+
+      /** What the store keeps of the stream's parts, where it can be looked at. */
+      const expectStoredParts = async (stream: string, keys: string[]) => {
+        if (storedSnapshotParts === undefined) return;
+        expect((await storedSnapshotParts(store, ns + stream)).sort()).toEqual(keys);
+      };
+
+      it('saves a snapshot with its parts and loads every part with its text', async () => {
+        expect(await store.loadSnapshot(ns + 'org')).toBeUndefined();
+        const saved = snapshotOf('org', 99n, [
+          { key: 'tier-0', text: '[{"run":1},{"run":2}]' },
+          { key: 'tier-1', text: `"quoted", ünïcode \\ and a long tail ${'x'.repeat(100_000)}` },
+        ]);
+        await store.saveSnapshot(saved);
+        expect(await load('org')).toEqual(saved);
+
+        // A snapshot without parts loads with none.
+        const bare = snapshotOf('bare', 5n, []);
+        await store.saveSnapshot(bare);
+        expect(await store.loadSnapshot(ns + 'bare')).toEqual(bare);
+      });
+
+      it('keeps the parts a later snapshot lists without text, replaces those given again and drops the rest', async () => {
+        await store.saveSnapshot(
+          snapshotOf('org', 99n, [
+            { key: 'tier-0', text: 'zero' },
+            { key: 'tier-1', text: 'one' },
+            { key: 'tier-2', text: 'two' },
+          ]),
+        );
+        const second = snapshotOf('org', 199n, [
+          { key: 'tier-0' },
+          { key: 'tier-1', text: 'one, again' },
+          { key: 'tier-3', text: 'three' },
+        ]);
+        await store.saveSnapshot(second);
+        expect(await load('org')).toEqual({
+          ...second,
+          parts: [
+            { key: 'tier-0', text: 'zero' },
+            { key: 'tier-1', text: 'one, again' },
+            { key: 'tier-3', text: 'three' },
+          ],
+        });
+        await expectStoredParts('org', ['tier-0', 'tier-1', 'tier-3']);
+
+        // The dropped part is gone: it can no longer be kept without its text.
+        const error = await rejectionOf(
+          store.saveSnapshot(snapshotOf('org', 299n, [{ key: 'tier-0' }, { key: 'tier-2' }])),
+        );
+        expect(error).toBeInstanceOf(SnapshotPartsMissingError);
+        expect(error).toMatchObject({ streamId: ns + 'org', keys: ['tier-2'] });
+
+        // A snapshot that lists no parts drops them all.
+        const third = snapshotOf('org', 399n, []);
+        await store.saveSnapshot(third);
+        expect(await load('org')).toEqual(third);
+        await expectStoredParts('org', []);
+      });
+
+      it('refuses a snapshot listing a part the stream does not hold, and keeps the stored one as it was', async () => {
+        const first = await rejectionOf(
+          store.saveSnapshot(snapshotOf('org', 9n, [{ key: 'tier-0' }])),
+        );
+        expect(first).toBeInstanceOf(SnapshotPartsMissingError);
+        expect(first).toMatchObject({ streamId: ns + 'org', keys: ['tier-0'] });
+        expect(await store.loadSnapshot(ns + 'org')).toBeUndefined();
+
+        const stored = snapshotOf('org', 99n, [
+          { key: 'tier-0', text: 'zero' },
+          { key: 'tier-1', text: 'one' },
+        ]);
+        await store.saveSnapshot(stored);
+        const error = await rejectionOf(
+          store.saveSnapshot(
+            snapshotOf('org', 199n, [
+              { key: 'tier-0' },
+              { key: 'tier-1', text: 'changed' },
+              { key: 'tier-5' },
+              { key: 'tier-6', text: 'six' },
+              { key: 'tier-7' },
+            ]),
+          ),
+        );
+        expect(error).toBeInstanceOf(SnapshotPartsMissingError);
+        expect(error).toMatchObject({ streamId: ns + 'org', keys: ['tier-5', 'tier-7'] });
+        // Nothing of it was saved: not the head, not the part it gave, not a dropped part.
+        expect(await load('org')).toEqual(stored);
+        await expectStoredParts('org', ['tier-0', 'tier-1']);
+      });
+
+      it('keeps the parts of each stream apart, even under the same key', async () => {
+        const a = snapshotOf('a', 9n, [{ key: 'tier-0', text: 'of a' }]);
+        const b = snapshotOf('b', 9n, [{ key: 'tier-0', text: 'of b' }]);
+        await store.saveSnapshot(a);
+        await store.saveSnapshot(b);
+        expect(await load('a')).toEqual(a);
+        expect(await load('b')).toEqual(b);
+
+        // a drops its part: b keeps its own, and neither a nor a new stream can borrow it.
+        await store.saveSnapshot(snapshotOf('a', 19n, []));
+        await store.saveSnapshot(snapshotOf('b', 19n, [{ key: 'tier-0' }]));
+        expect((await load('b'))?.parts).toEqual([{ key: 'tier-0', text: 'of b' }]);
+        for (const stream of ['a', 'c']) {
+          const error = await rejectionOf(
+            store.saveSnapshot(snapshotOf(stream, 29n, [{ key: 'tier-0' }])),
+          );
+          expect(error).toMatchObject({ name: 'SnapshotPartsMissingError', keys: ['tier-0'] });
+        }
+        await expectStoredParts('a', []);
+        await expectStoredParts('b', ['tier-0']);
+      });
+
+      it('stores a whole snapshot when two saves of one stream race, one dropping a part the other keeps', async () => {
+        for (let round = 0; round < 20; round += 1) {
+          const base = BigInt(round * 10);
+          await store.saveSnapshot(snapshotOf('org', base, [{ key: 'a', text: `a ${round}` }]));
+          const drop = snapshotOf('org', base + 1n, []);
+          const keep = snapshotOf('org', base + 2n, [
+            { key: 'a' },
+            { key: 'b', text: `b ${round}` },
+          ]);
+          const [dropped, kept] = await Promise.allSettled([
+            store.saveSnapshot(drop),
+            store.saveSnapshot(keep),
+          ]);
+          expect(dropped.status).toBe('fulfilled');
+          if (kept.status === 'rejected') {
+            expect(kept.reason).toBeInstanceOf(SnapshotPartsMissingError);
+          }
+          // Whichever is stored, it is stored whole: never the head of one with a part missing.
+          const loaded = await load('org');
+          if (loaded?.revision === keep.revision) {
+            expect(kept.status).toBe('fulfilled');
+            expect(loaded.parts).toEqual([
+              { key: 'a', text: `a ${round}` },
+              { key: 'b', text: `b ${round}` },
+            ]);
+          } else {
+            expect(loaded).toEqual(drop);
+          }
+        }
+      });
+
+      it('loads the head and the parts of one and the same save while saves go on', async () => {
+        // Each save lists a part of its own (its text the state) and one kept from the first.
+        const saveOf = (i: number): Snapshot => ({
+          ...snapshotOf('org', BigInt(i), [
+            { key: 'kept', ...(i === 0 ? { text: 'kept' } : {}) },
+            { key: `own-${i}`, text: `state ${i}` },
+          ]),
+          state: `state ${i}`,
+        });
+        await store.saveSnapshot(saveOf(0));
+        let saving = true;
+        const saves = (async () => {
+          try {
+            for (let i = 1; i <= 40; i += 1) await store.saveSnapshot(saveOf(i));
+          } finally {
+            saving = false;
+          }
+        })();
+        const loaded: Snapshot[] = [];
+        while (saving) {
+          const snapshot = await load('org');
+          if (snapshot !== undefined) loaded.push(snapshot);
+          // A store that answers from memory would otherwise never let its writes run.
+          await nextTurn();
+        }
+        await saves;
+        for (const snapshot of loaded) {
+          expect(snapshot.parts).toEqual([
+            { key: 'kept', text: 'kept' },
+            { key: `own-${snapshot.revision}`, text: snapshot.state },
+          ]);
+        }
+        expect(loaded.length).toBeGreaterThan(0);
+        expect((await load('org'))?.revision).toBe(40n);
       });
     });
 

@@ -1,4 +1,6 @@
 import { setTimeout as delay } from 'node:timers/promises';
+import { EventStoreDBClient, jsonEvent } from '@eventstore/db-client';
+import { SnapshotPartsMissingError } from '../../src/event-store/event-store';
 import {
   EventStoreDbEventStore,
   toPortPosition,
@@ -101,6 +103,7 @@ describe('EventStoreDbEventStore', () => {
       position: 2n ** 70n + 3n,
       schemaVersion: 2,
       state: '{"balance":1}',
+      parts: [],
     };
     await store.saveSnapshot(snapshot);
     await store.saveSnapshot({ ...snapshot, revision: 42n, state: '{"balance":2}' });
@@ -111,5 +114,52 @@ describe('EventStoreDbEventStore', () => {
     });
     expect(await store.readAll({ fromPosition: before })).toEqual([]);
     expect(await store.headPosition()).toBe(before);
+  });
+
+  it('loads a snapshot event saved before snapshots had parts with no parts', async () => {
+    const store = open();
+    const streamId = `organization-old${Date.now()}`;
+    // As the adapter wrote snapshot events before parts existed.
+    const client = EventStoreDBClient.connectionString(connectionString);
+    try {
+      await client.appendToStream(
+        `ledger-snapshot-${streamId}`,
+        jsonEvent({
+          type: 'LedgerSnapshot',
+          data: { revision: '41', position: '7', schemaVersion: 2, state: '{}' },
+        }),
+      );
+    } finally {
+      await client.dispose();
+    }
+    expect(await store.loadSnapshot(streamId)).toEqual({
+      streamId,
+      revision: 41n,
+      position: 7n,
+      schemaVersion: 2,
+      state: '{}',
+      parts: [],
+    });
+    // A later snapshot can keep no part of it, and adds its own.
+    await expect(
+      store.saveSnapshot({
+        streamId,
+        revision: 42n,
+        position: 8n,
+        schemaVersion: 2,
+        state: '{}',
+        parts: [{ key: 'tier-0' }],
+      }),
+    ).rejects.toThrow(SnapshotPartsMissingError);
+    const next = {
+      streamId,
+      revision: 42n,
+      position: 8n,
+      schemaVersion: 2,
+      state: '{}',
+      parts: [{ key: 'tier-0', text: 'zero' }],
+    };
+    await store.saveSnapshot(next);
+    expect(await store.loadSnapshot(streamId)).toEqual(next);
   });
 });

@@ -17,6 +17,19 @@ afterAll(async () => {
 
 describeEventStoreContract('PostgresEventStore', () => PostgresEventStore.open(database.url), {
   locate: () => ({ adapter: 'postgres', url: database.url }),
+  storedSnapshotParts: async (_store, streamId) => {
+    const client = new Client({ connectionString: database.url });
+    await client.connect();
+    try {
+      const { rows } = await client.query<{ part_key: string }>(
+        'SELECT part_key FROM ledger_snapshot_parts WHERE stream_id = $1',
+        [streamId],
+      );
+      return rows.map((row) => row.part_key);
+    } finally {
+      await client.end();
+    }
+  },
 });
 
 describe('PostgresEventStore', () => {
@@ -118,14 +131,31 @@ describe('PostgresEventStore', () => {
     const version = async () =>
       (await client.query('SELECT version FROM ledger_event_store_schema')).rows;
     try {
-      expect(await version()).toEqual([{ version: 2 }]);
-      // Version 1 notified listeners from the append itself, without the trigger.
+      expect(await version()).toEqual([{ version: 3 }]);
+      // Version 1 notified listeners from the append itself, without the trigger, and its
+      // snapshots had no parts.
       await client.query('DROP TRIGGER ledger_events_appended ON ledger_events');
       await client.query('DROP FUNCTION ledger_events_appended()');
+      await client.query('DROP TABLE ledger_snapshot_parts');
+      await client.query(
+        `INSERT INTO ledger_snapshots VALUES ('organization-v1', 9, 10, 1, '{}')
+         ON CONFLICT (stream_id) DO NOTHING`,
+      );
       await client.query('UPDATE ledger_event_store_schema SET version = 1');
       const upgraded = await PostgresEventStore.open(database.url);
-      await upgraded.close();
-      expect(await version()).toEqual([{ version: 2 }]);
+      try {
+        expect(await upgraded.loadSnapshot('organization-v1')).toEqual({
+          streamId: 'organization-v1',
+          revision: 9n,
+          position: 10n,
+          schemaVersion: 1,
+          state: '{}',
+          parts: [],
+        });
+      } finally {
+        await upgraded.close();
+      }
+      expect(await version()).toEqual([{ version: 3 }]);
       const triggers = await client.query(
         `SELECT tgname FROM pg_trigger WHERE tgrelid = 'ledger_events'::regclass AND NOT tgisinternal`,
       );
@@ -134,7 +164,7 @@ describe('PostgresEventStore', () => {
       await client.query('UPDATE ledger_event_store_schema SET version = 99');
       await expect(PostgresEventStore.open(database.url)).rejects.toThrow(/schema version 99/);
     } finally {
-      await client.query('UPDATE ledger_event_store_schema SET version = 2');
+      await client.query('UPDATE ledger_event_store_schema SET version = 3');
       await client.end();
     }
   });
@@ -148,6 +178,7 @@ describe('PostgresEventStore', () => {
       position: 2n ** 62n,
       schemaVersion: 3,
       state: '{"a":1}',
+      parts: [],
     };
     await store.saveSnapshot(snapshot);
     await store.saveSnapshot({ ...snapshot, revision: snapshot.revision + 1n, state: '{"a":2}' });

@@ -30,6 +30,7 @@ import {
   type ReadStreamOptions,
   type RecordedEvent,
   type Snapshot,
+  SnapshotPartsMissingError,
   type SnapshotStore,
   type SubscribeOptions,
   type Subscription,
@@ -58,11 +59,22 @@ const SNAPSHOT_TYPE = 'LedgerSnapshot';
 /** Events read per request while looking backwards for the newest ledger event. */
 const HEAD_PAGE_SIZE = 32;
 
+/**
+ * A snapshot event's data. Its parts are inline, each with its text: the event alone is the
+ * whole snapshot, and the stream keeps only its newest event.
+ */
 interface SavedSnapshot {
   revision: string;
   position: string;
   schemaVersion: number;
   state: string;
+  /** Absent from events saved before snapshots had parts. */
+  parts?: SavedPart[];
+}
+
+interface SavedPart {
+  key: string;
+  text: string;
 }
 
 export interface EventStoreDbOptions {
@@ -202,6 +214,69 @@ export class EventStoreDbEventStore implements EventStore, SnapshotStore {
 
   async loadSnapshot(streamId: string): Promise<Snapshot | undefined> {
     this.assertOpen();
+    const saved = await this.readSavedSnapshot(streamId);
+    if (saved === undefined) return undefined;
+    return {
+      streamId,
+      revision: BigInt(saved.revision),
+      position: BigInt(saved.position),
+      schemaVersion: saved.schemaVersion,
+      state: saved.state,
+      parts: (saved.parts ?? []).map(({ key, text }) => ({ key, text })),
+    };
+  }
+
+  /**
+   * One event, so all of it or nothing. The server refuses an append over its size limit
+   * (1 MiB by default), which bounds a snapshot with all its parts.
+   */
+  async saveSnapshot(snapshot: Snapshot): Promise<void> {
+    this.assertOpen();
+    const parts = await this.partsWithText(snapshot);
+    const stream = SNAPSHOT_PREFIX + snapshot.streamId;
+    const result = await this.client.appendToStream(
+      stream,
+      jsonEvent({
+        type: SNAPSHOT_TYPE,
+        data: {
+          revision: snapshot.revision.toString(),
+          position: snapshot.position.toString(),
+          schemaVersion: snapshot.schemaVersion,
+          state: snapshot.state,
+          parts,
+        } satisfies SavedSnapshot,
+      }),
+      { expectedRevision: ANY },
+    );
+    // The server scavenges all but the newest snapshot.
+    if (result.nextExpectedRevision === 0n)
+      await this.client.setStreamMetadata(stream, { maxCount: 1 });
+  }
+
+  /**
+   * The snapshot's parts, each with its text: a part listed without one takes it from the
+   * stored snapshot event. Read once, before the append: whatever another process saves
+   * meanwhile, the event written holds every text it lists.
+   */
+  private async partsWithText(snapshot: Snapshot): Promise<SavedPart[]> {
+    let stored = new Map<string, string>();
+    if (snapshot.parts.some((part) => part.text === undefined)) {
+      const saved = await this.readSavedSnapshot(snapshot.streamId);
+      stored = new Map((saved?.parts ?? []).map((part) => [part.key, part.text]));
+    }
+    const parts: SavedPart[] = [];
+    const missing: string[] = [];
+    for (const { key, text } of snapshot.parts) {
+      const found = text ?? stored.get(key);
+      if (found === undefined) missing.push(key);
+      else parts.push({ key, text: found });
+    }
+    if (missing.length > 0) throw new SnapshotPartsMissingError(snapshot.streamId, missing);
+    return parts;
+  }
+
+  /** The newest event of the stream's snapshot stream, as saved. */
+  private async readSavedSnapshot(streamId: string): Promise<SavedSnapshot | undefined> {
     let saved: SavedSnapshot | undefined;
     try {
       for await (const resolved of this.client.readStream(SNAPSHOT_PREFIX + streamId, {
@@ -215,35 +290,7 @@ export class EventStoreDbEventStore implements EventStore, SnapshotStore {
       if (error instanceof StreamNotFoundError) return undefined;
       throw error;
     }
-    if (saved === undefined) return undefined;
-    return {
-      streamId,
-      revision: BigInt(saved.revision),
-      position: BigInt(saved.position),
-      schemaVersion: saved.schemaVersion,
-      state: saved.state,
-    };
-  }
-
-  async saveSnapshot(snapshot: Snapshot): Promise<void> {
-    this.assertOpen();
-    const stream = SNAPSHOT_PREFIX + snapshot.streamId;
-    const result = await this.client.appendToStream(
-      stream,
-      jsonEvent({
-        type: SNAPSHOT_TYPE,
-        data: {
-          revision: snapshot.revision.toString(),
-          position: snapshot.position.toString(),
-          schemaVersion: snapshot.schemaVersion,
-          state: snapshot.state,
-        },
-      }),
-      { expectedRevision: ANY },
-    );
-    // The server scavenges all but the newest snapshot.
-    if (result.nextExpectedRevision === 0n)
-      await this.client.setStreamMetadata(stream, { maxCount: 1 });
+    return saved;
   }
 
   close(): Promise<void> {

@@ -12,6 +12,8 @@ import {
   type ReadStreamOptions,
   type RecordedEvent,
   type Snapshot,
+  type SnapshotPart,
+  SnapshotPartsMissingError,
   type SnapshotStore,
   type SubscribeOptions,
   type Subscription,
@@ -76,6 +78,13 @@ const MIGRATIONS: readonly string[] = [
    $$;
    CREATE TRIGGER ledger_events_appended AFTER INSERT ON ledger_events
      FOR EACH STATEMENT EXECUTE FUNCTION ledger_events_appended();`,
+  // Parts that a stream's snapshots share, each written once (see Snapshot.parts).
+  `CREATE TABLE ledger_snapshot_parts (
+     stream_id text NOT NULL,
+     part_key text NOT NULL,
+     text text NOT NULL,
+     PRIMARY KEY (stream_id, part_key)
+   );`,
 ];
 
 /** What an append's statement answers: both null when the expected revision did not hold. */
@@ -249,6 +258,7 @@ export class PostgresEventStore implements EventStore, SnapshotStore, PollingSou
     await this.pool.query('SELECT 1');
   }
 
+  /** One statement, so the head and its parts come from the same save. */
   async loadSnapshot(streamId: string): Promise<Snapshot | undefined> {
     this.assertOpen();
     const { rows } = await this.pool.query<{
@@ -256,36 +266,50 @@ export class PostgresEventStore implements EventStore, SnapshotStore, PollingSou
       position: string;
       schema_version: number;
       state: string;
+      part_keys: string[];
+      texts: string[];
     }>(
-      `SELECT revision, position, schema_version, state FROM ledger_snapshots WHERE stream_id = $1`,
+      // The parts in arrays of one row: a join would repeat the head on every part's row.
+      `SELECT s.revision, s.position, s.schema_version, s.state,
+         ARRAY(SELECT p.part_key FROM ledger_snapshot_parts p
+               WHERE p.stream_id = s.stream_id ORDER BY p.part_key) AS part_keys,
+         ARRAY(SELECT p.text FROM ledger_snapshot_parts p
+               WHERE p.stream_id = s.stream_id ORDER BY p.part_key) AS texts
+       FROM ledger_snapshots s WHERE s.stream_id = $1`,
       [streamId],
     );
     if (rows.length === 0) return undefined;
+    const { part_keys: keys, texts } = rows[0];
+    const parts: SnapshotPart[] = keys.map((key, i) => ({ key, text: texts[i] }));
     return {
       streamId,
       revision: BigInt(rows[0].revision),
       position: BigInt(rows[0].position),
       schemaVersion: rows[0].schema_version,
       state: rows[0].state,
+      parts,
     };
   }
 
+  /**
+   * One transaction. The head's row lock makes saves of one stream take turns, so the parts
+   * listed without text are checked against the very snapshot this save replaces.
+   */
   async saveSnapshot(snapshot: Snapshot): Promise<void> {
     this.assertOpen();
-    await this.pool.query(
-      `INSERT INTO ledger_snapshots (stream_id, revision, position, schema_version, state)
-       VALUES ($1, $2, $3, $4, $5)
-       ON CONFLICT (stream_id) DO UPDATE SET revision = excluded.revision,
-         position = excluded.position, schema_version = excluded.schema_version,
-         state = excluded.state`,
-      [
-        snapshot.streamId,
-        snapshot.revision.toString(),
-        snapshot.position.toString(),
-        snapshot.schemaVersion,
-        snapshot.state,
-      ],
-    );
+    const client = await this.pool.connect();
+    let missing: string[];
+    try {
+      await client.query('BEGIN');
+      missing = await writeSnapshot(client, snapshot);
+      await client.query(missing.length === 0 ? 'COMMIT' : 'ROLLBACK');
+    } catch (error) {
+      // The connection may be mid-transaction or broken: do not give it back to the pool.
+      client.release(error instanceof Error ? error : true);
+      throw error;
+    }
+    client.release();
+    if (missing.length > 0) throw new SnapshotPartsMissingError(snapshot.streamId, missing);
   }
 
   /** Stops every subscription (waiting for handlers in progress), then closes the pool. */
@@ -471,6 +495,57 @@ function appendStatement(streamId: string, events: NewEvent[], expected: Expecte
     SELECT (SELECT revision FROM claimed)::text AS revision,
            (SELECT max(position) FROM inserted)::text AS position`;
   return { sql, parameters };
+}
+
+/**
+ * Writes a snapshot inside the caller's transaction, unless a part listed without text is
+ * not stored for the stream: then it writes nothing and answers those parts' keys.
+ */
+async function writeSnapshot(client: PoolClient, snapshot: Snapshot): Promise<string[]> {
+  const { streamId, parts } = snapshot;
+  await client.query('SELECT 1 FROM ledger_snapshots WHERE stream_id = $1 FOR UPDATE', [streamId]);
+  const kept = parts.filter((part) => part.text === undefined).map((part) => part.key);
+  if (kept.length > 0) {
+    const { rows } = await client.query<{ part_key: string }>(
+      `SELECT part_key FROM ledger_snapshot_parts
+       WHERE stream_id = $1 AND part_key = ANY($2::text[])`,
+      [streamId, kept],
+    );
+    const held = new Set(rows.map((row) => row.part_key));
+    const missing = kept.filter((key) => !held.has(key));
+    if (missing.length > 0) return missing;
+  }
+  await client.query(
+    `INSERT INTO ledger_snapshots (stream_id, revision, position, schema_version, state)
+     VALUES ($1, $2, $3, $4, $5)
+     ON CONFLICT (stream_id) DO UPDATE SET revision = excluded.revision,
+       position = excluded.position, schema_version = excluded.schema_version,
+       state = excluded.state`,
+    [
+      streamId,
+      snapshot.revision.toString(),
+      snapshot.position.toString(),
+      snapshot.schemaVersion,
+      snapshot.state,
+    ],
+  );
+  // One row per key (an upsert may not touch a row twice): a key given twice keeps its last text.
+  const given = new Map<string, string>();
+  for (const { key, text } of parts) if (text !== undefined) given.set(key, text);
+  if (given.size > 0) {
+    await client.query(
+      `INSERT INTO ledger_snapshot_parts (stream_id, part_key, text)
+       SELECT $1, p.part_key, p.text FROM unnest($2::text[], $3::text[]) AS p(part_key, text)
+       ON CONFLICT (stream_id, part_key) DO UPDATE SET text = excluded.text`,
+      [streamId, [...given.keys()], [...given.values()]],
+    );
+  }
+  // Parts no longer listed go, so that the table does not grow with every snapshot.
+  await client.query(
+    'DELETE FROM ledger_snapshot_parts WHERE stream_id = $1 AND part_key <> ALL($2::text[])',
+    [streamId, parts.map((part) => part.key)],
+  );
+  return [];
 }
 
 async function currentRevision(

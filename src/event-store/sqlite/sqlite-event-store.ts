@@ -7,6 +7,7 @@ import {
   type BatchOutcome,
   type BatchWriter,
   prepareWriteConnection,
+  SNAPSHOT_PARTS_MISSING,
   SqliteWriter,
   SqliteWriterThread,
   type WriteFailure,
@@ -26,6 +27,7 @@ import {
   type ReadStreamOptions,
   type RecordedEvent,
   type Snapshot,
+  SnapshotPartsMissingError,
   type SnapshotStore,
   type SubscribeOptions,
   type Subscription,
@@ -107,6 +109,11 @@ interface SnapshotRow {
   state: string;
 }
 
+interface SnapshotPartRow {
+  part_key: string;
+  text: string;
+}
+
 /** Each entry brings a database at user_version i to i + 1; never edit one that shipped. */
 const MIGRATIONS: readonly string[] = [
   `CREATE TABLE events (
@@ -129,6 +136,13 @@ const MIGRATIONS: readonly string[] = [
      position INTEGER NOT NULL,
      schema_version INTEGER NOT NULL,
      state TEXT NOT NULL
+   ) STRICT;`,
+  // A rowid table, not WITHOUT ROWID: parts are large texts, which that layout stores badly.
+  `CREATE TABLE snapshot_parts (
+     stream_id TEXT NOT NULL,
+     part_key TEXT NOT NULL,
+     text TEXT NOT NULL,
+     PRIMARY KEY (stream_id, part_key)
    ) STRICT;`,
 ];
 
@@ -314,10 +328,10 @@ export class SqliteEventStore implements EventStore, OrderedAppends, SnapshotSto
         append.reject(writeError(result.failed));
       }
     });
-    snapshots.forEach((snapshot, index) => {
+    snapshots.forEach((queued, index) => {
       const failure = outcome.snapshots[index];
-      if (failure) snapshot.reject(writeError(failure));
-      else snapshot.resolve();
+      if (failure === null) queued.resolve();
+      else queued.reject(snapshotError(queued.snapshot, failure));
     });
     if (wrote) this.appended.notify();
   }
@@ -361,15 +375,7 @@ export class SqliteEventStore implements EventStore, OrderedAppends, SnapshotSto
 
   async loadSnapshot(streamId: string): Promise<Snapshot | undefined> {
     this.assertOpen();
-    const row = this.statements.loadSnapshot.get(streamId);
-    if (row === undefined) return undefined;
-    return {
-      streamId: row.stream_id,
-      revision: row.revision,
-      position: row.position,
-      schemaVersion: Number(row.schema_version),
-      state: row.state,
-    };
+    return this.statements.readSnapshot(streamId);
   }
 
   /** Rides along with the next batch of appends, or goes alone without an fsync. */
@@ -503,6 +509,13 @@ export class SqliteEventStore implements EventStore, OrderedAppends, SnapshotSto
 
   private prepareStatements() {
     const db = this.db;
+    const loadSnapshot = db.prepare<[string], SnapshotRow>(
+      `SELECT stream_id, revision, position, schema_version, state
+       FROM snapshots WHERE stream_id = ?`,
+    );
+    const loadSnapshotParts = db.prepare<[string], SnapshotPartRow>(
+      'SELECT part_key, text FROM snapshot_parts WHERE stream_id = ? ORDER BY part_key',
+    );
     const eventColumns = 'position, event_id, stream_id, revision, type, data, metadata';
     return {
       headPosition: db.prepare<[], bigint>('SELECT coalesce(max(position), 0) FROM events').pluck(),
@@ -523,10 +536,22 @@ export class SqliteEventStore implements EventStore, OrderedAppends, SnapshotSto
          ORDER BY position ASC LIMIT ?`,
       ),
       ping: db.prepare<[], unknown>('SELECT 1'),
-      loadSnapshot: db.prepare<[string], SnapshotRow>(
-        `SELECT stream_id, revision, position, schema_version, state
-         FROM snapshots WHERE stream_id = ?`,
-      ),
+      // One read transaction: the head and its parts come from the same save.
+      readSnapshot: db.transaction((streamId: string): Snapshot | undefined => {
+        const row = loadSnapshot.get(streamId);
+        if (row === undefined) return undefined;
+        return {
+          streamId: row.stream_id,
+          revision: row.revision,
+          position: row.position,
+          schemaVersion: Number(row.schema_version),
+          state: row.state,
+          parts: loadSnapshotParts.all(streamId).map((part) => ({
+            key: part.part_key,
+            text: part.text,
+          })),
+        };
+      }),
     };
   }
 
@@ -585,6 +610,16 @@ function toAppendRequest({
 /** A failed write as an Error again, with SQLite's code (SQLITE_FULL...) when it had one. */
 function writeError(failure: WriteFailure): Error {
   return Object.assign(new Error(failure.message), failure.code ? { code: failure.code } : {});
+}
+
+/**
+ * A failed snapshot save as an Error again: missing parts as the port's own error, made on
+ * this side so that `instanceof` holds even when the writer ran in its thread.
+ */
+function snapshotError(snapshot: Snapshot, failure: WriteFailure): Error {
+  return failure.code === SNAPSHOT_PARTS_MISSING
+    ? new SnapshotPartsMissingError(snapshot.streamId, failure.keys ?? [])
+    : writeError(failure);
 }
 
 function toLimit(maxCount: number | undefined): number {

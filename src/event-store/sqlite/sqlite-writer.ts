@@ -22,7 +22,12 @@ export interface AppendRequest {
 export interface WriteFailure {
   message: string;
   code?: string;
+  /** With SNAPSHOT_PARTS_MISSING: the keys listed without text that were not stored. */
+  keys?: string[];
 }
+
+/** A snapshot listed parts without text that its stream does not hold: nothing was saved. */
+export const SNAPSHOT_PARTS_MISSING = 'SNAPSHOT_PARTS_MISSING';
 
 export type AppendOutcome =
   | { written: AppendResult }
@@ -164,14 +169,30 @@ export class SqliteWriter {
     return { nextExpectedRevision: revision, position };
   }
 
+  /**
+   * Runs in a SAVEPOINT of its own (`saveOne`), so a failure leaves the batch's appends and
+   * the stream's stored snapshot as they were. Missing parts are found before anything is
+   * written; parts the snapshot no longer lists are dropped, so the table does not grow.
+   */
   private saveSnapshot(snapshot: Snapshot): void {
+    const { streamId, parts } = snapshot;
+    const kept = parts.filter((part) => part.text === undefined).map((part) => part.key);
+    if (kept.length > 0) {
+      const held = new Set(this.statements.heldPartKeys.all(streamId, JSON.stringify(kept)));
+      const missing = kept.filter((key) => !held.has(key));
+      if (missing.length > 0) throw new PartsMissing(missing);
+    }
     this.statements.saveSnapshot.run(
-      snapshot.streamId,
+      streamId,
       snapshot.revision,
       snapshot.position,
       snapshot.schemaVersion,
       snapshot.state,
     );
+    for (const { key, text } of parts) {
+      if (text !== undefined) this.statements.savePart.run(streamId, key, text);
+    }
+    this.statements.dropUnlistedParts.run(streamId, JSON.stringify(parts.map((part) => part.key)));
   }
 }
 
@@ -191,6 +212,15 @@ class Halfway extends Error {
 class DuplicateId extends Error {
   constructor(readonly eventId: string) {
     super('duplicate event id');
+  }
+}
+
+/** Crosses back as a WriteFailure with its keys; the store turns it into the port's error. */
+class PartsMissing extends Error {
+  readonly code = SNAPSHOT_PARTS_MISSING;
+
+  constructor(readonly keys: string[]) {
+    super(`the stored snapshot holds no part ${keys.join(', ')}`);
   }
 }
 
@@ -222,6 +252,20 @@ function prepareWrites(db: Database.Database) {
          schema_version = excluded.schema_version,
          state = excluded.state`,
     ),
+    heldPartKeys: db
+      .prepare<[string, string], string>(
+        `SELECT part_key FROM snapshot_parts
+         WHERE stream_id = ? AND part_key IN (SELECT value FROM json_each(?))`,
+      )
+      .pluck(),
+    savePart: db.prepare<[string, string, string]>(
+      `INSERT INTO snapshot_parts (stream_id, part_key, text) VALUES (?, ?, ?)
+       ON CONFLICT (stream_id, part_key) DO UPDATE SET text = excluded.text`,
+    ),
+    dropUnlistedParts: db.prepare<[string, string]>(
+      `DELETE FROM snapshot_parts
+       WHERE stream_id = ? AND part_key NOT IN (SELECT value FROM json_each(?))`,
+    ),
   };
 }
 
@@ -230,6 +274,7 @@ function failureOf(error: unknown): WriteFailure {
   return {
     message: error instanceof Error ? error.message : String(error),
     ...(typeof code === 'string' ? { code } : {}),
+    ...(error instanceof PartsMissing ? { keys: error.keys } : {}),
   };
 }
 
