@@ -12,7 +12,7 @@ import { Clock } from '../src/write/clock';
 import { organizationAggregate } from '../src/write/writers';
 
 /** Bump when the generator, the event shapes or the snapshot format change, so old datasets are rebuilt. */
-const VERSION = 11;
+const VERSION = 12;
 const DATA = join(__dirname, '..', '..', 'bench', '.data');
 
 class ManualClock extends Clock {

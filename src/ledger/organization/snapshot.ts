@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Map as ImmutableMap } from 'immutable';
 import type { Allocation } from './events';
 import { LayeredTier, MergingTier, RunBook, tiersOf, type SettledRuns } from './run-book';
+import { RunIdFilter } from './run-id-filter';
 import type { CharmRun, OrganizationState } from './state';
 
 /**
@@ -33,7 +34,9 @@ const NO_REFUNDS = ImmutableMap<string, number>();
  * 1. its size and when its first and last runs were charged (`TierSummary`);
  * 2. the run ids, to know whether a run is there;
  * 3. when each was charged, to prune;
- * 4. the rest of the columns, to build a run.
+ * 4. the rest of the columns, to build a run;
+ * 5. a Bloom filter of the run ids (RunIdFilter), so that a new run id is known to be absent
+ *    without reading line 2.
  * A week of runs is most of a busy organization's snapshot: this keeps both taking a snapshot
  * and loading one from growing with it, and a tier the first event prunes is never read.
  */
@@ -55,6 +58,8 @@ interface TierSummary {
   /** Null in an empty tier. */
   firstCharged: number | null;
   lastCharged: number | null;
+  /** Hashes a run in the part's run id filter (line 5); absent in a tier without one. */
+  filterHashes?: number;
 }
 
 /**
@@ -142,6 +147,7 @@ interface EncodedTier {
   ids: string[];
   chargedAt: number[];
   columns: RunColumns;
+  filter: RunIdFilter;
   text: string;
 }
 
@@ -187,9 +193,17 @@ function* encodeTier(tier: SettledRuns): Generator<void, EncodedTier, void> {
     summary.size += 1;
     if (summary.size % RUNS_PER_SLICE === 0) yield;
   }
+  const filter = RunIdFilter.sizedFor(ids.length);
+  for (let i = 0; i < ids.length; i++) {
+    filter.add(ids[i]);
+    if (i % ELEMENTS_PER_SLICE === ELEMENTS_PER_SLICE - 1) yield;
+  }
+  summary.filterHashes = RunIdFilter.HASHES;
   const lines: string[] = [];
-  for (const line of [summary, ids, chargedAt, columns]) lines.push(yield* jsonInSlices(line));
-  return { summary, ids, chargedAt, columns, text: lines.join('\n') };
+  for (const line of [summary, ids, chargedAt, columns, filter.toText()]) {
+    lines.push(yield* jsonInSlices(line));
+  }
+  return { summary, ids, chargedAt, columns, filter, text: lines.join('\n') };
 }
 
 /**
@@ -213,26 +227,42 @@ function* partOf(tier: SettledRuns): Generator<void, SnapshotPart, void> {
   return part;
 }
 
-/** Lines 2-4 of a part, each parsed the first time it is needed. */
+/** Lines 2-5 of a part, each parsed the first time it is needed. */
 class TierLines {
   private ids?: string[];
   private positions?: Map<string, number>;
   private charged?: number[];
   private rest?: { columns: RunColumns; refundableAt: number[]; rare: Map<number, RareFields> };
+  /** Null in a tier written without one. */
+  private filter?: RunIdFilter | null;
 
   constructor(
     private readonly idsLine: string,
     private readonly chargedLine: string,
     private readonly restLine: string,
+    private readonly filterLine?: string,
+    private readonly filterHashes?: number,
   ) {}
 
   /** Lines already parsed: a tier's columns just encoded. */
-  static parsed({ ids, chargedAt, columns }: EncodedTier): TierLines {
+  static parsed({ ids, chargedAt, columns, filter }: EncodedTier): TierLines {
     const lines = new TierLines('', '', '');
     lines.ids = ids;
     lines.charged = chargedAt;
     lines.rest = withIndexes(columns);
+    lines.filter = filter;
     return lines;
+  }
+
+  /** False only when `runId` is certainly not in the tier. */
+  mayHold(runId: string): boolean {
+    if (this.filter === undefined) {
+      this.filter =
+        this.filterLine === undefined || this.filterHashes === undefined
+          ? null
+          : RunIdFilter.read(JSON.parse(this.filterLine) as string, this.filterHashes);
+    }
+    return this.filter === null || this.filter.mayHold(runId);
   }
 
   /** The run ids, in column order. */
@@ -321,9 +351,10 @@ class ColumnTier implements SettledRuns {
 
   /** The tier of a part. */
   static read(part: SnapshotPart): ColumnTier {
-    const [summary, ids, charged, rest] = part.text.split('\n');
+    const [summary, ids, charged, rest, filter] = part.text.split('\n');
     const read = JSON.parse(summary) as TierSummary;
-    const tier = new ColumnTier(new TierLines(ids, charged, rest), read, -Infinity, read.size);
+    const lines = new TierLines(ids, charged, rest, filter, read.filterHashes);
+    const tier = new ColumnTier(lines, read, -Infinity, read.size);
     encodedTiers.set(tier, part);
     return tier;
   }
@@ -378,7 +409,7 @@ class ColumnTier implements SettledRuns {
   }
 
   private at(runId: string): number | undefined {
-    if (this.size === 0) return undefined;
+    if (this.size === 0 || !this.lines.mayHold(runId)) return undefined;
     const i = this.lines.index().get(runId);
     if (i === undefined || this.horizon === -Infinity) return i;
     return this.lines.chargedAt()[i] >= this.horizon ? i : undefined;
