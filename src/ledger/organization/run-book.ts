@@ -105,6 +105,11 @@ export class MergingTier implements SettledRuns {
     return this.one;
   }
 
+  /** The two tiers, until settled. */
+  get layers(): LayeredTier | undefined {
+    return this.both;
+  }
+
   /**
    * Takes `merged` in place of the two tiers. It must hold exactly their runs (the newer copy
    * of each), so that every state sharing this tier reads the same before and after.

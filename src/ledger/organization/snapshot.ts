@@ -151,21 +151,12 @@ interface EncodedTier {
   text: string;
 }
 
-function* encodeTier(tier: SettledRuns): Generator<void, EncodedTier, void> {
-  const names: string[] = [];
-  const numbers = new Map<string, number>();
-  const name = (text: string) => {
-    let index = numbers.get(text);
-    if (index === undefined) {
-      index = names.push(text) - 1;
-      numbers.set(text, index);
-    }
-    return index;
-  };
-  const ids: string[] = [];
-  const chargedAt: number[] = [];
-  const columns: RunColumns = {
-    names,
+/** Columns being written, a run at a time. */
+class ColumnsBuilder {
+  readonly ids: string[] = [];
+  readonly chargedAt: number[] = [];
+  readonly columns: RunColumns = {
+    names: [],
     charms: [],
     users: [],
     amounts: [],
@@ -173,26 +164,107 @@ function* encodeTier(tier: SettledRuns): Generator<void, EncodedTier, void> {
     refundable: [],
     rare: [],
   };
-  const summary: TierSummary = { size: 0, firstCharged: null, lastCharged: null };
-  for (const run of tier.values()) {
-    ids.push(run.runId);
-    chargedAt.push(run.chargedAt);
-    summary.firstCharged = Math.min(summary.firstCharged ?? run.chargedAt, run.chargedAt);
-    summary.lastCharged = Math.max(summary.lastCharged ?? run.chargedAt, run.chargedAt);
-    columns.charms.push(name(run.charmId));
-    columns.users.push(name(run.userId));
+  readonly summary: TierSummary = { size: 0, firstCharged: null, lastCharged: null };
+  private readonly numbers = new Map<string, number>();
+
+  name(text: string): number {
+    let index = this.numbers.get(text);
+    if (index === undefined) {
+      index = this.columns.names.push(text) - 1;
+      this.numbers.set(text, index);
+    }
+    return index;
+  }
+
+  add(run: CharmRun): void {
+    const { columns } = this;
+    this.start(run.runId, run.chargedAt);
+    columns.charms.push(this.name(run.charmId));
+    columns.users.push(this.name(run.userId));
     columns.amounts.push(run.amount);
     columns.availableAfter.push(run.availableAfter);
     columns.refundable.push(run.refundable.length);
     for (const { grantId, amount } of run.refundable) {
-      columns.refundable.push(name(grantId), amount);
+      columns.refundable.push(this.name(grantId), amount);
     }
     if (isRare(run)) {
-      columns.rare.push([summary.size, run.refunded, [...run.refunds], run.reservationId ?? null]);
+      columns.rare.push([
+        this.summary.size,
+        run.refunded,
+        [...run.refunds],
+        run.reservationId ?? null,
+      ]);
     }
-    summary.size += 1;
-    if (summary.size % RUNS_PER_SLICE === 0) yield;
+    this.summary.size += 1;
   }
+
+  /**
+   * Run `i` of `lines`, copied column by column: a merge copies most of its runs from tiers
+   * already in columns, and building each run to encode it again was most of a merge's time.
+   * `names` maps the source's name numbers to ours, filled as they are first met.
+   */
+  copy(lines: TierLines, i: number, names: Int32Array): void {
+    const { columns: source, refundableAt, rare } = lines.columns();
+    const { columns } = this;
+    const ours = (index: number) => {
+      if (names[index] < 0) names[index] = this.name(source.names[index]);
+      return names[index];
+    };
+    this.start(lines.runIds()[i], lines.chargedAt()[i]);
+    columns.charms.push(ours(source.charms[i]));
+    columns.users.push(ours(source.users[i]));
+    columns.amounts.push(source.amounts[i]);
+    columns.availableAfter.push(source.availableAfter[i]);
+    const flat = source.refundable;
+    const at = refundableAt[i];
+    columns.refundable.push(flat[at]);
+    for (let j = 0; j < flat[at]; j++) {
+      columns.refundable.push(ours(flat[at + 1 + 2 * j]), flat[at + 2 + 2 * j]);
+    }
+    const fields = rare.get(i);
+    if (fields) columns.rare.push([this.summary.size, fields[1], fields[2], fields[3]]);
+    this.summary.size += 1;
+  }
+
+  private start(runId: string, chargedAt: number) {
+    const { summary } = this;
+    this.ids.push(runId);
+    this.chargedAt.push(chargedAt);
+    summary.firstCharged = Math.min(summary.firstCharged ?? chargedAt, chargedAt);
+    summary.lastCharged = Math.max(summary.lastCharged ?? chargedAt, chargedAt);
+  }
+}
+
+/** The one-piece tiers a tier is made of, newest first: a run is in the first that holds it. */
+function* piecesOf(tier: SettledRuns): Generator<SettledRuns, void, void> {
+  if (tier instanceof LayeredTier) {
+    yield* piecesOf(tier.upper);
+    yield* piecesOf(tier.lower);
+  } else if (tier instanceof MergingTier) {
+    yield* tier.merged === undefined ? piecesOf(tier.layers!) : piecesOf(tier.merged);
+  } else {
+    yield tier;
+  }
+}
+
+function* encodeTier(tier: SettledRuns): Generator<void, EncodedTier, void> {
+  const builder = new ColumnsBuilder();
+  const pieces = [...piecesOf(tier)];
+  for (let k = 0; k < pieces.length; k++) {
+    const piece = pieces[k];
+    const newer = pieces.slice(0, k);
+    const replaced = (runId: string) => newer.some((upper) => upper.has(runId));
+    if (piece instanceof ColumnTier) {
+      yield* piece.copyInto(builder, replaced);
+      continue;
+    }
+    for (const run of piece.values()) {
+      if (replaced(run.runId)) continue;
+      builder.add(run);
+      if (builder.summary.size % RUNS_PER_SLICE === 0) yield;
+    }
+  }
+  const { ids, chargedAt, columns, summary } = builder;
   const filter = RunIdFilter.sizedFor(ids.length);
   for (let i = 0; i < ids.length; i++) {
     filter.add(ids[i]);
@@ -369,6 +441,22 @@ class ColumnTier implements SettledRuns {
 
   indexInSlices() {
     return this.lines.indexInSlices();
+  }
+
+  /** Its runs that `replaced` does not name, column by column into `builder`. */
+  *copyInto(
+    builder: ColumnsBuilder,
+    replaced: (runId: string) => boolean,
+  ): Generator<void, void, void> {
+    if (this.size === 0) return;
+    const ids = this.lines.runIds();
+    const chargedAt = this.lines.chargedAt();
+    const names = new Int32Array(this.lines.columns().columns.names.length).fill(-1);
+    for (let i = 0; i < ids.length; i++) {
+      if (chargedAt[i] < this.horizon || replaced(ids[i])) continue;
+      builder.copy(this.lines, i, names);
+      if (builder.summary.size % RUNS_PER_SLICE === 0) yield;
+    }
   }
 
   has(runId: string) {

@@ -372,6 +372,65 @@ describe('snapshots', () => {
     expect(runsOf(restore(step.value))).toEqual(before);
   });
 
+  it('merge tiers already in columns with newer ones: the newest copy of each run, its refunds and capture', () => {
+    const charges = (from: number, count: number) =>
+      Array.from({ length: count }, (_, i) =>
+        charged(`r${from + i}`, [{ grantId: (from + i) % 3 ? 'a' : 'b', amount: 1 }], {
+          charmId: `charm-${(from + i) % 5}`,
+          userId: (from + i) % 2 ? 'bob' : 'olga',
+        }),
+      );
+    const first = organization.given([
+      created(),
+      memberAdded('bob', 'member'),
+      granted('a', 1_000_000),
+      granted('b', 1_000_000),
+      ...charges(0, 100),
+      // Refunded and captured early, so that they fold into the tiers merged below.
+      refunded('r5', [{ grantId: 'b', amount: 1 }], { refundId: 'five' }),
+      refunded('r9', [{ grantId: 'b', amount: 1 }], { refundId: 'nine' }),
+      reserved('h1', [{ grantId: 'a', amount: 4 }], at(T0 + DAY)),
+      {
+        type: 'ReservationCaptured',
+        data: {
+          reservationId: 'h1',
+          runId: 'captured',
+          amount: 3,
+          released: 1,
+          allocations: [{ grantId: 'a', amount: 3 }],
+          releasedAllocations: [{ grantId: 'a', amount: 1 }],
+          charmId: 'long-charm',
+          userId: 'olga',
+        },
+      },
+      ...charges(100, 5_900),
+    ]).state;
+    // The first snapshot settles the merges: the tiers are in columns from now on.
+    const firstParts = serializeOrganization(first).parts;
+    const later: Event[] = [
+      ...charges(6_000, 5_000),
+      refunded('r7', [{ grantId: 'a', amount: 1 }], { refundId: 'seven' }),
+      refunded('r5', [{ grantId: 'b', amount: 0 }], { refundId: 'five-again' }),
+    ];
+    const second = later
+      .map((event) => ({ ...event, occurredAt: at(T0) }) as OrganizationEvent)
+      .reduce(evolve, first);
+    // Read before the snapshot merges: the merged tier then takes the two tiers' place.
+    const expected = byRunId([...second.runs.values()]);
+    const snapshot = serializeOrganization(second);
+    expect(snapshot.parts.map((part) => part.key)).not.toEqual(firstParts.map((part) => part.key));
+
+    const back = restore(snapshot);
+    expect(byRunId([...back.runs.values()])).toEqual(expected);
+    expect(byRunId([...second.runs.values()])).toEqual(expected);
+    expect(back.runs.size).toBe(11_001);
+    expect(back.runs.get('r7')).toMatchObject({ refunded: 1 });
+    expect(back.runs.get('r5')?.refunds.get('five')).toBe(1);
+    expect(back.runs.get('r9')).toMatchObject({ refunded: 1, userId: 'bob' });
+    expect(back.runs.get('captured')).toMatchObject({ reservationId: 'h1', amount: 3 });
+    expect(back.runs.get('r10999')).toMatchObject({ charmId: 'charm-4', userId: 'bob' });
+  });
+
   it('read a version 5 snapshot (written before this version) as the state it was taken of', () => {
     // organization-snapshot-v5.txt was written by version 5's serializer from this state.
     const folded = organization.given([
