@@ -418,6 +418,25 @@ export class SqliteEventStore implements EventStore, OrderedAppends, SnapshotSto
   readPageOfTypes(afterPosition: bigint, limit: number, types: readonly string[]): PageOfTypes {
     // Later commits get higher positions: nothing can appear at or below this head after.
     const head = this.statements.headPosition.get() as bigint;
+    const first = this.recent[0]?.position;
+    if (
+      first !== undefined &&
+      afterPosition >= first - 1n &&
+      afterPosition - first + 1n < BigInt(this.recent.length)
+    ) {
+      // Just written here: picked from memory, not scanned for again in the file (the
+      // follow-ups' subscription did that after every append of a hot organization).
+      const wanted = new Set(types);
+      const events: RecordedEvent[] = [];
+      let scannedTo = afterPosition;
+      for (let i = Number(afterPosition - first + 1n); i < this.recent.length; i++) {
+        if (limit !== NO_LIMIT && events.length >= limit) break;
+        const event = this.recent[i];
+        scannedTo = event.position;
+        if (wanted.has(event.type)) events.push(event);
+      }
+      return { events, scannedTo, more: scannedTo < head };
+    }
     const window = BigInt(this.options.typesScanWindow);
     const upTo = head - afterPosition > window ? afterPosition + window : head;
     const rows = this.statements.readAllOfTypes.all(
