@@ -158,16 +158,36 @@ function weightOf(tier: SettledRuns): number {
 }
 
 /**
- * `tier` on top of the stack `below`, merging each tier with the one under it while that one
- * is at most twice its weight, as a binary counter carries: a stack of n runs then holds
- * O(log n) tiers, each at least twice the one above, and each run is merged O(log n) times.
+ * Tiers merge four at a time, once the four on top are of one size class (a power of four of
+ * FOLD_AT runs): each run is merged about log4(n / FOLD_AT) times, 1.9 times at 70,000 runs
+ * against 5.3 when every tier merged with one up to twice its size, and the stack holds at
+ * most three tiers of each class (7 at 70,000 runs, 12 at 1,000,000). A run id absent from
+ * a tier is most often told by its filter (see RunIdFilter), so more tiers cost little.
  */
+const MERGE_FANOUT = 4;
+
+function sizeClassOf(tier: SettledRuns): number {
+  const ratio = weightOf(tier) / FOLD_AT;
+  return ratio <= 1 ? 0 : Math.round(Math.log(ratio) / Math.log(MERGE_FANOUT));
+}
+
+/** `tier` on top of the stack `below`, the four on top merged while they are of one class. */
 export function stacked(tier: SettledRuns, below: SettledRuns): SettledRuns {
-  if (weightOf(below) === 0) return tier;
-  const top = below instanceof LayeredTier ? below.upper : below;
-  if (weightOf(top) > 2 * weightOf(tier)) return new LayeredTier(tier, below);
-  const merging = new MergingTier(tier, top);
-  return below instanceof LayeredTier ? stacked(merging, below.lower) : merging;
+  const tiers = [tier, ...tiersOf(below)];
+  for (;;) {
+    const top = tiers.slice(0, MERGE_FANOUT);
+    const sizeClass = sizeClassOf(top[0]);
+    if (top.length < MERGE_FANOUT || top.some((each) => sizeClassOf(each) !== sizeClass)) break;
+    tiers.splice(0, MERGE_FANOUT, new MergingTier(top[0], layered(top.slice(1))));
+  }
+  return layered(tiers);
+}
+
+/** Tiers, newest first, as one: each replaces the runs of the same id below it. */
+function layered(tiers: SettledRuns[]): SettledRuns {
+  let stack = tiers[tiers.length - 1];
+  for (let i = tiers.length - 2; i >= 0; i--) stack = new LayeredTier(tiers[i], stack);
+  return stack;
 }
 
 /** The tiers of a stack, newest first. */

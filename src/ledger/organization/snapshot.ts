@@ -623,7 +623,7 @@ export function deserializeOrganization(
   const recent = text.slice(last + 1);
   let settled = RunBook.empty().settled;
   if (schemaVersion === ORGANIZATION_SNAPSHOT_VERSION) {
-    // Stacked again as they were: each tier at least twice the one above it.
+    // Stacked again as they were, merging nothing: they were merged as the policy wants.
     runTiers.reverse().forEach((key, i) => {
       const part = parts.get(key);
       if (part === undefined) throw new Error(`snapshot part ${key} is missing`);

@@ -67,17 +67,15 @@ describe('the runs an organization remembers (RunBook)', () => {
     expect(before.map((earlier) => earlier.size)).toEqual([0, 2_500, 5_000, 7_500]);
   });
 
-  it('stacks O(log n) tiers, each over twice the one above, and leaves merging to a snapshot', () => {
+  it('stacks O(log n) tiers, merging four of a size, and leaves merging to a snapshot', () => {
     let book = RunBook.empty();
     for (let i = 0; i < 100_000; i++) book = book.set(run(`r${i}`, i));
     // A refund of an old run goes on top, and replaces the settled copy.
     book = book.set(run('r10', 10, 3));
 
+    // 48 folds of 2,048 runs (1,696 left recent): three tiers of 16 folds (48 is 300 in base 4).
     const tiers = [...tiersOf(book.settled)];
-    expect(tiers.length).toBeLessThanOrEqual(Math.ceil(Math.log2(100_000 / 2_048)) + 1);
-    for (let i = 1; i < tiers.length; i++) {
-      expect(tiers[i].size).toBeGreaterThan(2 * tiers[i - 1].size);
-    }
+    expect(tiers.map((tier) => tier.size)).toEqual([16, 16, 16].map((folds) => folds * 2_048));
     // No charge merged two tiers: those to merge still answer from both.
     const merging = tiers.filter((tier) => tier instanceof MergingTier);
     expect(merging.length).toBeGreaterThan(0);
@@ -88,14 +86,22 @@ describe('the runs an organization remembers (RunBook)', () => {
     expect(book.get('r99999')?.chargedAt).toBe(99_999);
     expect(book.has('r100000')).toBe(false);
 
+    // One more fold is a tier of its own; three more make four of a size, merged as one.
+    const more = (from: number, count: number) => {
+      for (let i = from; i < from + count; i++) book = book.set(run(`r${i}`, i));
+      return [...tiersOf(book.settled)].map((tier) => tier.size);
+    };
+    expect(more(100_000, 2_048 - 1_697)).toEqual([2_048, ...[16, 16, 16].map((f) => f * 2_048)]);
+    expect(more(100_351, 3 * 2_048)).toEqual([4, 16, 16, 16].map((folds) => folds * 2_048));
+
     // Settling a merge changes nothing anybody reads.
     const tier = merging[0] as MergingTier;
     const runs = [...tier.values()];
     tier.settle(RunBook.of(runs).settled);
     expect(tier.merged).toBeDefined();
     expect(tier.size).toBe(runs.length);
-    expect(book.size).toBe(100_000);
+    expect(book.size).toBe(106_495);
     expect(book.get('r10')?.refunded).toBe(3);
-    expect(book.chargedSince(50_000).size).toBe(50_000);
+    expect(book.chargedSince(50_000).size).toBe(56_495);
   });
 });
