@@ -85,4 +85,31 @@ describe('configureHttp', () => {
     expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
     expect(res.body.errors).toEqual([{ field: 'body', message: 'must be valid JSON (an object)' }]);
   });
+
+  it('answers a body too large to take over a real connection, every time, and keeps it', async () => {
+    // Fastify closed the connection after refusing it in its parser, and a client still
+    // sending the body often got EPIPE instead of the answer.
+    const server = app.getHttpServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as { port: number };
+    const body = JSON.stringify({ grantId: 'x'.repeat(2_400_000), amount: 5 });
+    try {
+      for (const contentType of ['application/json', 'application/problem+json']) {
+        for (let i = 0; i < 10; i++) {
+          const res = await fetch(`http://127.0.0.1:${port}/v1/grants`, {
+            method: 'POST',
+            headers: { 'content-type': contentType },
+            body,
+          });
+          expect(res.status).toBe(400);
+          expect(res.headers.get('connection')).toBe('keep-alive');
+          expect(((await res.json()) as { errors: unknown }).errors).toEqual([
+            { field: 'body', message: 'is too large' },
+          ]);
+        }
+      }
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
 });
