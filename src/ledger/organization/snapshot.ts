@@ -254,8 +254,9 @@ function* encodeTier(tier: SettledRuns): Generator<void, EncodedTier, void> {
     const piece = pieces[k];
     const newer = pieces.slice(0, k);
     const replaced = (runId: string) => newer.some((upper) => upper.has(runId));
-    if (piece instanceof ColumnTier) {
-      yield* piece.copyInto(builder, replaced);
+    const columns = piece instanceof ColumnTier ? piece : columnsOf.get(piece);
+    if (columns !== undefined) {
+      yield* columns.copyInto(builder, replaced);
       continue;
     }
     for (const run of piece.values()) {
@@ -293,11 +294,17 @@ function* partOf(tier: SettledRuns): Generator<void, SnapshotPart, void> {
   }
   let part = encodedTiers.get(tier);
   if (part === undefined) {
-    part = { key: randomUUID(), text: (yield* encodeTier(tier)).text };
+    const encoded = yield* encodeTier(tier);
+    part = { key: randomUUID(), text: encoded.text };
     encodedTiers.set(tier, part);
+    // Kept for the merge that will take this tier in: it copies columns, not runs.
+    columnsOf.set(tier, ColumnTier.encoded(encoded));
   }
   return part;
 }
+
+/** A tier of runs in maps, in columns too once a snapshot encoded it (see `partOf`). */
+const columnsOf = new WeakMap<SettledRuns, ColumnTier>();
 
 /** Lines 2-5 of a part, each parsed the first time it is needed. */
 class TierLines {
