@@ -87,5 +87,20 @@ export const reserved = (
   },
 });
 
+/** Reservation `reservationId` of 4 credits of grant a captured as run `captured`: 3 taken, 1 back. */
+export const capturedAsRun = (reservationId: string): Event => ({
+  type: 'ReservationCaptured',
+  data: {
+    reservationId,
+    runId: 'captured',
+    amount: 3,
+    released: 1,
+    allocations: [{ grantId: 'a', amount: 3 }],
+    releasedAllocations: [{ grantId: 'a', amount: 1 }],
+    charmId: 'long-charm',
+    userId: 'olga',
+  },
+});
+
 export const charge = (runId: string, amount: number, userId = 'olga') =>
   ({ type: 'ChargeCharmRun', runId, charmId: 'summarize', userId, amount }) as const;

@@ -15,6 +15,7 @@ import {
 import { MergingTier, RunBook, tiersOf } from '../../../src/ledger/organization/run-book';
 import { at, DAY, T0 } from '../../support/decider';
 import {
+  capturedAsRun,
   charge,
   charged,
   created,
@@ -86,6 +87,49 @@ function restore(snapshot: OrganizationSnapshot, schemaVersion?: number): Organi
 
 const roundTrip = (state: OrganizationState) => restore(serializeOrganization(state));
 
+/**
+ * The state `organization-snapshot-v<version>.txt` was written from by that version's
+ * serializer (`runs` charges, a reservation and a refund; then a charge, a refund and a capture
+ * on a book of one settled tier), and that snapshot read back: both decide and balance alike.
+ */
+function readFixture(
+  version: number,
+  recipe: { runs: number; credits: number; amount: number; charms: number; refund: number },
+) {
+  const { runs, credits, amount, charms, refund } = recipe;
+  const folded = organization.given([
+    created(),
+    granted('a', credits),
+    granted('b', 50, { expiresAt: at(T0 + DAY) }),
+    ...Array.from({ length: runs }, (_, i) =>
+      charged(`r${i}`, [{ grantId: i % 2 ? 'b' : 'a', amount }], { charmId: `c${i % charms}` }),
+    ),
+    reserved('h1', [{ grantId: 'a', amount: 10 }], at(T0 + DAY)),
+    refunded('r1', [{ grantId: 'b', amount: 1 }], { refundId: 'x' }),
+  ]).state;
+  let state: OrganizationState = { ...folded, runs: RunBook.of([...folded.runs.values()]) };
+  for (const command of [
+    charge(`r${runs}`, 4),
+    { type: 'RefundCharmRun', runId: 'r2', amount: refund, refundId: 'y' } as const,
+    { type: 'CaptureReservation', reservationId: 'h1', amount: 4, runId: `r${runs + 1}` } as const,
+  ]) {
+    state = decide(command, state, T0).reduce(evolve, state);
+  }
+  const file = join(__dirname, 'fixtures', `organization-snapshot-v${version}.txt`);
+  const restored = deserializeOrganization(readFileSync(file, 'utf8'), version, new Map());
+  expect(byRunId([...restored.runs.values()])).toEqual(byRunId([...state.runs.values()]));
+  expect(restored.runs.size).toBe(runs + 2);
+  expect(balanceAt(restored, T0)).toEqual(balanceAt(state, T0));
+  for (const command of [
+    charge('r1', 3),
+    charge(`r${runs + 2}`, 5),
+    { type: 'ExpireDue' } as const,
+  ]) {
+    expect(decisionOf(command, restored)).toEqual(decisionOf(command, state));
+  }
+  return { restored, state };
+}
+
 describe('snapshots', () => {
   it('restore a state that decides and balances exactly as the folded one', () => {
     const events: Event[] = [
@@ -134,19 +178,7 @@ describe('snapshots', () => {
       ...runs,
       refunded('r1', [{ grantId: 'b', amount: 1 }], { refundId: 'back', charmId: 'charm-1' }),
       reserved('h1', [{ grantId: 'a', amount: 4 }], at(T0 + DAY)),
-      {
-        type: 'ReservationCaptured',
-        data: {
-          reservationId: 'h1',
-          runId: 'captured',
-          amount: 3,
-          released: 1,
-          allocations: [{ grantId: 'a', amount: 3 }],
-          releasedAllocations: [{ grantId: 'a', amount: 1 }],
-          charmId: 'long-charm',
-          userId: 'olga',
-        },
-      },
+      capturedAsRun('h1'),
     ];
     const { state } = organization.given(events);
     const slices = serializeOrganizationInSlices(state);
@@ -308,40 +340,17 @@ describe('snapshots', () => {
   });
 
   it('read a version 6 snapshot (its settled tier inline) as the state it was taken of, and write it as a part next', () => {
-    // organization-snapshot-v6.txt was written by version 6's serializer from this state.
-    const folded = organization.given([
-      created(),
-      granted('a', 10_000),
-      granted('b', 50, { expiresAt: at(T0 + DAY) }),
-      ...Array.from({ length: 300 }, (_, i) =>
-        charged(`r${i}`, [{ grantId: i % 2 ? 'b' : 'a', amount: 1 }], { charmId: `c${i % 3}` }),
-      ),
-      reserved('h1', [{ grantId: 'a', amount: 10 }], at(T0 + DAY)),
-      refunded('r1', [{ grantId: 'b', amount: 1 }], { refundId: 'x' }),
-    ]).state;
-    let state: OrganizationState = { ...folded, runs: RunBook.of([...folded.runs.values()]) };
-    for (const command of [
-      charge('r300', 4),
-      { type: 'RefundCharmRun', runId: 'r2', amount: 1, refundId: 'y' } as const,
-      { type: 'CaptureReservation', reservationId: 'h1', amount: 4, runId: 'r301' } as const,
-    ]) {
-      state = decide(command, state, T0).reduce(evolve, state);
-    }
-    const text = readFileSync(join(__dirname, 'fixtures', 'organization-snapshot-v6.txt'), 'utf8');
-    const byId = (runs: Iterable<{ runId: string }>) =>
-      [...runs].sort((a, b) => a.runId.localeCompare(b.runId));
-
-    const restored = deserializeOrganization(text, 6, new Map());
-    expect(byId(restored.runs.values())).toEqual(byId(state.runs.values()));
-    expect(restored.runs.size).toBe(302);
-    expect(balanceAt(restored, T0)).toEqual(balanceAt(state, T0));
-    for (const command of [charge('r1', 3), charge('r302', 5), { type: 'ExpireDue' } as const]) {
-      expect(decisionOf(command, restored)).toEqual(decisionOf(command, state));
-    }
+    const { restored, state } = readFixture(6, {
+      runs: 300,
+      credits: 10_000,
+      amount: 1,
+      charms: 3,
+      refund: 1,
+    });
     const next = serializeOrganization(restored);
     expect(next.parts).toHaveLength(1);
     expect(next.state).toContain(next.parts[0].key);
-    expect(byId(restore(next).runs.values())).toEqual(byId(state.runs.values()));
+    expect(byRunId([...restore(next).runs.values()])).toEqual(byRunId([...state.runs.values()]));
   });
 
   it('merge two tiers a slice at a time while snapshotting, and the state answers the same after', () => {
@@ -390,19 +399,7 @@ describe('snapshots', () => {
       refunded('r5', [{ grantId: 'b', amount: 1 }], { refundId: 'five' }),
       refunded('r9', [{ grantId: 'b', amount: 1 }], { refundId: 'nine' }),
       reserved('h1', [{ grantId: 'a', amount: 4 }], at(T0 + DAY)),
-      {
-        type: 'ReservationCaptured',
-        data: {
-          reservationId: 'h1',
-          runId: 'captured',
-          amount: 3,
-          released: 1,
-          allocations: [{ grantId: 'a', amount: 3 }],
-          releasedAllocations: [{ grantId: 'a', amount: 1 }],
-          charmId: 'long-charm',
-          userId: 'olga',
-        },
-      },
+      capturedAsRun('h1'),
       ...charges(100, 5_900),
     ]).state;
     // The first snapshot settles the merges: the tiers are in columns from now on.
@@ -432,38 +429,16 @@ describe('snapshots', () => {
   });
 
   it('read a version 5 snapshot (written before this version) as the state it was taken of', () => {
-    // organization-snapshot-v5.txt was written by version 5's serializer from this state.
-    const folded = organization.given([
-      created(),
-      granted('a', 1_000),
-      granted('b', 50, { expiresAt: at(T0 + DAY) }),
-      ...Array.from({ length: 6 }, (_, i) =>
-        charged(`r${i}`, [{ grantId: i % 2 ? 'b' : 'a', amount: 3 }], { charmId: `c${i % 2}` }),
-      ),
-      reserved('h1', [{ grantId: 'a', amount: 10 }], at(T0 + DAY)),
-      refunded('r1', [{ grantId: 'b', amount: 1 }], { refundId: 'x' }),
-    ]).state;
-    let state: OrganizationState = { ...folded, runs: RunBook.of([...folded.runs.values()]) };
-    for (const command of [
-      charge('r6', 4),
-      { type: 'RefundCharmRun', runId: 'r2', amount: 2, refundId: 'y' } as const,
-      { type: 'CaptureReservation', reservationId: 'h1', amount: 4, runId: 'r7' } as const,
-    ]) {
-      state = decide(command, state, T0).reduce(evolve, state);
-    }
-    const text = readFileSync(join(__dirname, 'fixtures', 'organization-snapshot-v5.txt'), 'utf8');
-    const byId = (runs: Iterable<{ runId: string }>) =>
-      [...runs].sort((a, b) => a.runId.localeCompare(b.runId));
-
-    const restored = deserializeOrganization(text, 5, new Map());
-    expect(byId(restored.runs.values())).toEqual(byId(state.runs.values()));
-    expect(restored.runs.size).toBe(8);
-    expect(balanceAt(restored, T0)).toEqual(balanceAt(state, T0));
-    for (const command of [charge('r1', 3), charge('r8', 5), { type: 'ExpireDue' } as const]) {
-      expect(decisionOf(command, restored)).toEqual(decisionOf(command, state));
-    }
+    const { restored, state } = readFixture(5, {
+      runs: 6,
+      credits: 1_000,
+      amount: 3,
+      charms: 2,
+      refund: 2,
+    });
     // Its next snapshot is of this version, and reads back the same.
-    const again = roundTrip(restored);
-    expect(byId(again.runs.values())).toEqual(byId(state.runs.values()));
+    expect(byRunId([...roundTrip(restored).runs.values()])).toEqual(
+      byRunId([...state.runs.values()]),
+    );
   });
 });
