@@ -88,9 +88,10 @@ export class LayeredTier implements SettledRuns {
 }
 
 /**
- * Two tiers of about the same size that are to become one. Until a snapshot merges them, a
- * slice at a time, and hands the result over (`settle`), it answers from both: a charge never
- * waits for a merge, which took 40-70 ms at 30,000 runs when a fold merged everything at once.
+ * Tiers of one size class that are to become one (see `stacked`). Until a snapshot merges
+ * them, a slice at a time, and hands the result over (`settle`), it answers from all of them:
+ * a charge never waits for a merge, which took 40-70 ms at 30,000 runs when a fold merged
+ * everything at once.
  */
 export class MergingTier implements SettledRuns {
   private both?: LayeredTier;
@@ -105,14 +106,14 @@ export class MergingTier implements SettledRuns {
     return this.one;
   }
 
-  /** The two tiers, until settled. */
+  /** The tiers, newest first as one, until settled. */
   get layers(): LayeredTier | undefined {
     return this.both;
   }
 
   /**
-   * Takes `merged` in place of the two tiers. It must hold exactly their runs (the newer copy
-   * of each), so that every state sharing this tier reads the same before and after.
+   * Takes `merged` in place of the tiers. It must hold exactly their runs (the newest copy of
+   * each), so that every state sharing this tier reads the same before and after.
    */
   settle(merged: SettledRuns) {
     this.one = merged;

@@ -29,7 +29,7 @@ const NO_REFUNDS = ImmutableMap<string, number>();
  *    settled runs of the same id.
  * Each settled tier of the RunBook is a part of its own, written by the first snapshot that
  * holds it and shared by the later ones (see SnapshotPart): a snapshot writes the recent runs
- * and the tiers settled since the last one, not every run. A part is four lines, column by
+ * and the tiers settled since the last one, not every run. A part is five lines, column by
  * column, and a restored tier reads each only when first asked:
  * 1. its size and when its first and last runs were charged (`TierSummary`);
  * 2. the run ids, to know whether a run is there;
@@ -280,7 +280,7 @@ function* encodeTier(tier: SettledRuns): Generator<void, EncodedTier, void> {
 }
 
 /**
- * A settled tier's part. Two tiers still merging are merged here, a slice at a time, and the
+ * A settled tier's part. Tiers still merging are merged here, a slice at a time, and the
  * merged tier, read back from the columns just encoded, takes their place in the state.
  */
 function* partOf(tier: SettledRuns): Generator<void, SnapshotPart, void> {
