@@ -436,7 +436,9 @@ export class AggregateWriter<State, Command, Event extends DomainEvent> {
     ) {
       return undefined;
     }
-    const parts = new Map(snapshot.parts.map((part) => [part.key, part.text ?? '']));
+    // A part without its text is left out: the state then names a part it cannot read.
+    const parts = new Map<string, string>();
+    for (const { key, text } of snapshot.parts) if (text !== undefined) parts.set(key, text);
     try {
       return {
         state: snapshots.deserialize(snapshot.state, schemaVersion, parts),

@@ -404,32 +404,33 @@ export class SqliteEventStore implements EventStore, OrderedAppends, SnapshotSto
 
   /** @internal Events strictly after `afterPosition`, in global order. */
   readPage(afterPosition: bigint, limit: number): RecordedEvent[] {
-    const first = this.recent[0]?.position;
-    if (first !== undefined && afterPosition >= first - 1n) {
-      const start = Number(afterPosition - first + 1n);
-      if (start < this.recent.length) {
-        return this.recent.slice(start, limit === NO_LIMIT ? undefined : start + limit);
-      }
+    const start = this.recentAfter(afterPosition);
+    if (start !== undefined) {
+      return this.recent.slice(start, limit === NO_LIMIT ? undefined : start + limit);
     }
     return this.statements.readAll.all(afterPosition, limit).map(toRecordedEvent);
+  }
+
+  /** Where the events after `afterPosition` start in `recent`, if it holds any of them. */
+  private recentAfter(afterPosition: bigint): number | undefined {
+    const first = this.recent[0]?.position;
+    if (first === undefined || afterPosition < first - 1n) return undefined;
+    const start = Number(afterPosition - first + 1n);
+    return start < this.recent.length ? start : undefined;
   }
 
   /** @internal Events of `types` after `afterPosition`, at most `typesScanWindow` further on. */
   readPageOfTypes(afterPosition: bigint, limit: number, types: readonly string[]): PageOfTypes {
     // Later commits get higher positions: nothing can appear at or below this head after.
     const head = this.statements.headPosition.get() as bigint;
-    const first = this.recent[0]?.position;
-    if (
-      first !== undefined &&
-      afterPosition >= first - 1n &&
-      afterPosition - first + 1n < BigInt(this.recent.length)
-    ) {
+    const start = this.recentAfter(afterPosition);
+    if (start !== undefined) {
       // Just written here: picked from memory, not scanned for again in the file (the
       // follow-ups' subscription did that after every append of a hot organization).
       const wanted = new Set(types);
       const events: RecordedEvent[] = [];
       let scannedTo = afterPosition;
-      for (let i = Number(afterPosition - first + 1n); i < this.recent.length; i++) {
+      for (let i = start; i < this.recent.length; i++) {
         if (limit !== NO_LIMIT && events.length >= limit) break;
         const event = this.recent[i];
         scannedTo = event.position;

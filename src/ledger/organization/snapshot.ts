@@ -298,7 +298,7 @@ function* partOf(tier: SettledRuns): Generator<void, SnapshotPart, void> {
     part = { key: randomUUID(), text: encoded.text };
     encodedTiers.set(tier, part);
     // Kept for the merge that will take this tier in: it copies columns, not runs.
-    columnsOf.set(tier, ColumnTier.encoded(encoded));
+    columnsOf.set(tier, ColumnTier.encoded(encoded, part));
   }
   return part;
 }
@@ -438,11 +438,11 @@ class ColumnTier implements SettledRuns {
     return tier;
   }
 
-  /** The tier of columns just encoded, under a new key. */
-  static encoded(encoded: EncodedTier): ColumnTier {
+  /** The tier of columns just encoded: under `part` when they are already one, else a new key. */
+  static encoded(encoded: EncodedTier, part?: SnapshotPart): ColumnTier {
     const { summary } = encoded;
     const tier = new ColumnTier(TierLines.parsed(encoded), summary, -Infinity, summary.size);
-    encodedTiers.set(tier, { key: randomUUID(), text: encoded.text });
+    encodedTiers.set(tier, part ?? { key: randomUUID(), text: encoded.text });
     return tier;
   }
 
