@@ -32,6 +32,12 @@ export class ProjectionRunner {
   /** Where every projection has got to, for readers waiting on a position. */
   readonly progress = new Progress(() => this.lookNow());
   private running = false;
+  /**
+   * After a failed batch, whether its transaction committed is unknown: a connection lost
+   * during COMMIT fails the call although the server kept the page. The stored checkpoints
+   * say which it was, so they are read again before the next page.
+   */
+  private checkpointsInDoubt = false;
   private loop?: Promise<void>;
   private wake?: () => void;
   private readonly pageSize: number;
@@ -113,12 +119,17 @@ export class ProjectionRunner {
   private async run(): Promise<void> {
     while (this.running) {
       try {
+        if (this.checkpointsInDoubt) {
+          await this.loadCheckpoints();
+          this.checkpointsInDoubt = false;
+        }
         const handled = await this.handleNextPage();
         if (handled === 0) await this.idle();
         // A page's queries resolve without I/O (SQLite): let requests in between pages, or a
         // backlog would hold the event loop until it is worked off.
         else await setImmediate();
       } catch (error) {
+        this.checkpointsInDoubt = true;
         this.options.onError?.(error);
         await this.idle(this.options.retryMs ?? 1000);
       }

@@ -201,6 +201,49 @@ describe.each(['sqlite', 'postgres'] as const)('projection runner on %s', (datab
     expect([Number(daily.runs), Number(daily.credits)]).toEqual([1, 30]);
   });
 
+  it('counts nothing twice when a batch commits but the answer to its COMMIT is lost', async () => {
+    await runner.stop();
+    // What a connection cut during COMMIT looks like from here: the page and its checkpoint
+    // are stored, and the call fails (found by the fault suite's PostgreSQL cut).
+    let cutting = false;
+    let lostAnswers = 0;
+    const cutAfterCommit = new Proxy(dataSource, {
+      get(target, property) {
+        if (property === 'transaction') {
+          return async (...args: Parameters<DataSource['transaction']>) => {
+            const result: unknown = await target.transaction(...args);
+            if (cutting && lostAnswers++ < 2) throw new Error('Connection terminated unexpectedly');
+            return result;
+          };
+        }
+        const value: unknown = Reflect.get(target, property, target);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    runner = new ProjectionRunner(store, cutAfterCommit, PROJECTIONS, { idleMs: 5, retryMs: 5 });
+    await runner.start();
+    const writer = organizations();
+    const run = (command: Parameters<typeof writer.execute>[1]) =>
+      writer.execute('acme', command, context, () => undefined);
+    await run(createOrganization('acme'));
+    await runner.catchUp();
+    cutting = true;
+    await run(grantCredits(100));
+    await run({
+      type: 'ChargeCharmRun',
+      runId: 'r1',
+      charmId: 'summarize',
+      userId: 'olga',
+      amount: 30,
+    });
+    await runner.catchUp();
+    expect(lostAnswers).toBeGreaterThanOrEqual(1);
+    const [grant] = await dataSource.query(`SELECT remaining FROM balance_grants`);
+    expect(Number(grant.remaining)).toBe(70);
+    const [daily] = await dataSource.query(`SELECT runs, credits FROM usage_daily`);
+    expect([Number(daily.runs), Number(daily.credits)]).toEqual([1, 30]);
+  });
+
   it('rebuilds from position 0 into new tables while the old ones keep being updated', async () => {
     const writer = organizations();
     const run = (command: Parameters<typeof writer.execute>[1]) =>

@@ -305,8 +305,12 @@ export async function verifyReadModels(
   const inconsistent: string[] = [];
   for (const organizationId of organizations) {
     const report = await http.post(`/v1/organizations/${organizationId}/audit/verify`);
-    const body = report.body as { consistent?: boolean };
-    if (report.status !== 200 || body.consistent !== true) inconsistent.push(organizationId);
+    const body = report.body as { consistent?: boolean; differences?: unknown[] };
+    // The first differences name what went wrong, should it ever be anything.
+    if (report.status !== 200 || body.consistent !== true)
+      inconsistent.push(
+        `${organizationId}: ${report.status} ${JSON.stringify(body.differences?.slice(0, 5) ?? report.text)}`,
+      );
   }
   return { inconsistent, convergedMs };
 }
