@@ -1,6 +1,6 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { EventStoreDBClient, jsonEvent } from '@eventstore/db-client';
-import { SnapshotPartsMissingError } from '../../src/event-store/event-store';
+import { type Snapshot, SnapshotPartsMissingError } from '../../src/event-store/event-store';
 import {
   EventStoreDbEventStore,
   toPortPosition,
@@ -161,5 +161,101 @@ describe('EventStoreDbEventStore', () => {
     };
     await store.saveSnapshot(next);
     expect(await store.loadSnapshot(streamId)).toEqual(next);
+  });
+
+  it('saves a snapshot whose parts are far over the 1 MiB an append may carry, and keeps them', async () => {
+    const store = open();
+    const streamId = `organization-large${Date.now()}`;
+    // Quotes, escapes, a control character, and text of three UTF-16 units a repeat with a
+    // pair of surrogates in it: wherever the text is cut into chunks, some cut splits a pair.
+    const textOf = (seed: string, characters: number) =>
+      `${seed} "\\\n\u0001 ${'😀é'.repeat(characters / 3)}`.slice(0, characters);
+    const large = {
+      streamId,
+      revision: 499n,
+      position: 9n,
+      schemaVersion: 7,
+      state: '{"head":true}',
+      parts: [
+        { key: 'tier-0', text: textOf('zero', 2_500_000) },
+        { key: 'tier-1', text: textOf('one', 700_000) },
+        { key: 'tier-2', text: textOf('two', 700_000) },
+        { key: 'tier-3', text: '' },
+      ],
+    };
+    await store.saveSnapshot(large);
+    const sorted = (snapshot: Snapshot | undefined) =>
+      snapshot && {
+        ...snapshot,
+        parts: [...snapshot.parts].sort((a, b) => (a.key < b.key ? -1 : 1)),
+      };
+    expect(sorted(await store.loadSnapshot(streamId))).toEqual(large);
+
+    // The next one keeps three without their text, drops one and adds one.
+    const next = {
+      ...large,
+      revision: 999n,
+      parts: [
+        { key: 'tier-0' },
+        { key: 'tier-2' },
+        { key: 'tier-3' },
+        { key: 'tier-4', text: textOf('four', 1_200_000) },
+      ],
+    };
+    await store.saveSnapshot(next);
+    expect(sorted(await store.loadSnapshot(streamId))).toEqual({
+      ...next,
+      parts: [large.parts[0], large.parts[2], large.parts[3], next.parts[3]],
+    });
+    await expect(
+      store.saveSnapshot({ ...next, revision: 1499n, parts: [{ key: 'tier-1' }] }),
+    ).rejects.toMatchObject({ name: 'SnapshotPartsMissingError', keys: ['tier-1'] });
+  });
+
+  it('keeps a part of a snapshot event that held its parts inline', async () => {
+    const store = open();
+    const streamId = `organization-inline${Date.now()}`;
+    // As the adapter wrote snapshots with parts before they had a stream of their own.
+    const client = EventStoreDBClient.connectionString(connectionString);
+    try {
+      await client.appendToStream(
+        `ledger-snapshot-${streamId}`,
+        jsonEvent({
+          type: 'LedgerSnapshot',
+          data: {
+            revision: '41',
+            position: '7',
+            schemaVersion: 7,
+            state: '{}',
+            parts: [
+              { key: 'tier-0', text: 'zero' },
+              { key: 'tier-1', text: 'one' },
+            ],
+          },
+        }),
+      );
+    } finally {
+      await client.dispose();
+    }
+    expect((await store.loadSnapshot(streamId))?.parts).toEqual([
+      { key: 'tier-0', text: 'zero' },
+      { key: 'tier-1', text: 'one' },
+    ]);
+    const next = {
+      streamId,
+      revision: 42n,
+      position: 8n,
+      schemaVersion: 7,
+      state: '{}',
+      parts: [{ key: 'tier-1' }, { key: 'tier-2', text: 'two' }],
+    };
+    await store.saveSnapshot(next);
+    expect(await store.loadSnapshot(streamId)).toEqual({
+      ...next,
+      parts: [
+        { key: 'tier-1', text: 'one' },
+        { key: 'tier-2', text: 'two' },
+      ],
+    });
   });
 });

@@ -30,13 +30,13 @@ import {
   type ReadStreamOptions,
   type RecordedEvent,
   type Snapshot,
-  SnapshotPartsMissingError,
   type SnapshotStore,
   type SubscribeOptions,
   type Subscription,
   WrongExpectedRevisionError,
 } from '../event-store';
 import { checkedMaxCount, reportStoppedSubscription } from '../adapter-support';
+import { EventStoreDbSnapshots, SNAPSHOT_PREFIX } from './eventstoredb-snapshots';
 
 /**
  * EventStoreDB positions are two unsigned 64-bit numbers; the port's position is one bigint.
@@ -53,29 +53,8 @@ export function toServerPosition(position: bigint): Position {
   return { commit: position >> PREPARE_BITS, prepare: position & PREPARE_MASK };
 }
 
-/** Snapshots live in streams of their own, kept to their newest event and hidden from readers. */
-const SNAPSHOT_PREFIX = 'ledger-snapshot-';
-const SNAPSHOT_TYPE = 'LedgerSnapshot';
 /** Events read per request while looking backwards for the newest ledger event. */
 const HEAD_PAGE_SIZE = 32;
-
-/**
- * A snapshot event's data. Its parts are inline, each with its text: the event alone is the
- * whole snapshot, and the stream keeps only its newest event.
- */
-interface SavedSnapshot {
-  revision: string;
-  position: string;
-  schemaVersion: number;
-  state: string;
-  /** Absent from events saved before snapshots had parts. */
-  parts?: SavedPart[];
-}
-
-interface SavedPart {
-  key: string;
-  text: string;
-}
 
 export interface EventStoreDbOptions {
   /** Events read per request when paging through $all. */
@@ -93,6 +72,7 @@ export interface EventStoreDbOptions {
 export class EventStoreDbEventStore implements EventStore, SnapshotStore {
   private readonly subscriptions = new Set<EventStoreDbSubscription>();
   private readonly tuning: Required<EventStoreDbOptions>;
+  private readonly snapshots: EventStoreDbSnapshots;
   private closing: Promise<void> | undefined;
 
   private constructor(
@@ -100,6 +80,7 @@ export class EventStoreDbEventStore implements EventStore, SnapshotStore {
     options: EventStoreDbOptions,
   ) {
     this.tuning = { pageSize: 500, resubscribeDelayMs: 100, ...options };
+    this.snapshots = new EventStoreDbSnapshots(client);
   }
 
   /** Connects lazily, as the client does; `ping` tells whether the server answers. */
@@ -212,85 +193,14 @@ export class EventStoreDbEventStore implements EventStore, SnapshotStore {
     }
   }
 
-  async loadSnapshot(streamId: string): Promise<Snapshot | undefined> {
+  loadSnapshot(streamId: string): Promise<Snapshot | undefined> {
     this.assertOpen();
-    const saved = await this.readSavedSnapshot(streamId);
-    if (saved === undefined) return undefined;
-    return {
-      streamId,
-      revision: BigInt(saved.revision),
-      position: BigInt(saved.position),
-      schemaVersion: saved.schemaVersion,
-      state: saved.state,
-      parts: (saved.parts ?? []).map(({ key, text }) => ({ key, text })),
-    };
+    return this.snapshots.load(streamId);
   }
 
-  /**
-   * One event, so all of it or nothing. The server refuses an append over its size limit
-   * (1 MiB by default), which bounds a snapshot with all its parts.
-   */
-  async saveSnapshot(snapshot: Snapshot): Promise<void> {
+  saveSnapshot(snapshot: Snapshot): Promise<void> {
     this.assertOpen();
-    const parts = await this.partsWithText(snapshot);
-    const stream = SNAPSHOT_PREFIX + snapshot.streamId;
-    const result = await this.client.appendToStream(
-      stream,
-      jsonEvent({
-        type: SNAPSHOT_TYPE,
-        data: {
-          revision: snapshot.revision.toString(),
-          position: snapshot.position.toString(),
-          schemaVersion: snapshot.schemaVersion,
-          state: snapshot.state,
-          parts,
-        } satisfies SavedSnapshot,
-      }),
-      { expectedRevision: ANY },
-    );
-    // The server scavenges all but the newest snapshot.
-    if (result.nextExpectedRevision === 0n)
-      await this.client.setStreamMetadata(stream, { maxCount: 1 });
-  }
-
-  /**
-   * The snapshot's parts, each with its text: a part listed without one takes it from the
-   * stored snapshot event. Read once, before the append: whatever another process saves
-   * meanwhile, the event written holds every text it lists.
-   */
-  private async partsWithText(snapshot: Snapshot): Promise<SavedPart[]> {
-    let stored = new Map<string, string>();
-    if (snapshot.parts.some((part) => part.text === undefined)) {
-      const saved = await this.readSavedSnapshot(snapshot.streamId);
-      stored = new Map((saved?.parts ?? []).map((part) => [part.key, part.text]));
-    }
-    const parts: SavedPart[] = [];
-    const missing: string[] = [];
-    for (const { key, text } of snapshot.parts) {
-      const found = text ?? stored.get(key);
-      if (found === undefined) missing.push(key);
-      else parts.push({ key, text: found });
-    }
-    if (missing.length > 0) throw new SnapshotPartsMissingError(snapshot.streamId, missing);
-    return parts;
-  }
-
-  /** The newest event of the stream's snapshot stream, as saved. */
-  private async readSavedSnapshot(streamId: string): Promise<SavedSnapshot | undefined> {
-    let saved: SavedSnapshot | undefined;
-    try {
-      for await (const resolved of this.client.readStream(SNAPSHOT_PREFIX + streamId, {
-        direction: BACKWARDS,
-        fromRevision: END,
-        maxCount: 1,
-      })) {
-        saved ??= resolved.event?.data as SavedSnapshot | undefined;
-      }
-    } catch (error) {
-      if (error instanceof StreamNotFoundError) return undefined;
-      throw error;
-    }
-    return saved;
+    return this.snapshots.save(snapshot);
   }
 
   close(): Promise<void> {
