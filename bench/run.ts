@@ -4,7 +4,15 @@
  * comes from separate processes; every run is bounded in time. Not part of `npm test`.
  */
 import { spawn } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -16,7 +24,7 @@ import { freePort, startService, type ServiceProcess } from '../test/support/ser
 import { serviceToken, TEST_SECRET, tokenFor } from '../test/support/tokens';
 import { historyDataset, manyOrganizationsDataset } from './datasets';
 import { peakRssMb, runLoad } from './support/processes';
-import { threadProfiles } from './support/profile';
+import { allocationProfile, threadProfiles } from './support/profile';
 import type { LoadReport } from './support/stats';
 
 export interface Row {
@@ -127,9 +135,24 @@ async function withService<T>(
 ): Promise<T> {
   const dataDir = mkdtempSync(join(tmpdir(), 'ledger-bench-'));
   const profileDir = join(dataDir, 'profile');
+  const allocationsFile = join(dataDir, 'allocations.heapprofile');
   const service = await startService(
-    { ...serviceEnv(), LEDGER_DATA_DIR: dataDir, LEDGER_NATS_REQUESTS: 'on', NATS_URL, ...env },
-    { nodeArgs: profiling ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [] },
+    {
+      ...serviceEnv(),
+      LEDGER_DATA_DIR: dataDir,
+      LEDGER_NATS_REQUESTS: 'on',
+      NATS_URL,
+      ...(samplingAllocations ? { LEDGER_BENCH_ALLOCATIONS_FILE: allocationsFile } : {}),
+      ...env,
+    },
+    {
+      nodeArgs: [
+        ...(profiling ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []),
+        ...(samplingAllocations
+          ? ['--require', join(__dirname, 'support', 'allocation-sampler.js')]
+          : []),
+      ],
+    },
   );
   try {
     return await work(service);
@@ -145,8 +168,29 @@ async function withService<T>(
         }
       }
     }
+    if (samplingAllocations) printAllocations(allocationsFile);
     rmSync(dataDir, { recursive: true, force: true });
   }
+}
+
+function printAllocations(file: string) {
+  if (!existsSync(file)) {
+    process.stderr.write(
+      'bench: the service wrote no allocation profile (it did not stop on SIGTERM)\n',
+    );
+    return;
+  }
+  const { bytes, functions, places } = allocationProfile(file);
+  const lines = (entries: { name: string; share: number }[]) =>
+    entries
+      .map(({ name, share }) => `  ${(share * 100).toFixed(1).padStart(5)}%  ${name}\n`)
+      .join('');
+  process.stderr.write(
+    `bench: main thread allocated ${(bytes / 1e6).toFixed(0)} MB (sampled); by function:\n` +
+      lines(functions) +
+      'bench: by package or file:\n' +
+      lines(places),
+  );
 }
 
 async function baseline(organizations: number, timing: Timing): Promise<LoadReport> {
@@ -645,6 +689,8 @@ function ledgerCli(dataDir: string, args: string[]): Promise<number> {
 
 /** `--profile`: run the service under `node --cpu-prof` and print each thread's top functions. */
 let profiling = false;
+/** `--allocations`: sample what the service's request thread allocates, and print where. */
+let samplingAllocations = false;
 
 /** The hot scenario's rate, for the latency scenario that runs at half of it. */
 let hotRate: number | undefined;
@@ -668,6 +714,10 @@ async function main(): Promise<void> {
       '--profile',
       "profile the service (node --cpu-prof) and print each thread's top functions",
     )
+    .option(
+      '--allocations',
+      "sample the service request thread's allocations and print the top functions and packages",
+    )
     .option('--latency-rate <n>', 'charges/s of the latency scenario without the hot one', '1500')
     .option('--node-options <flags>', 'NODE_OPTIONS for the measured services (V8 flags, say)')
     .parse();
@@ -676,12 +726,14 @@ async function main(): Promise<void> {
     seconds: string;
     warmup: string;
     profile?: boolean;
+    allocations?: boolean;
     latencyRate: string;
     nodeOptions?: string;
   }>();
   latencyRate = Number(options.latencyRate);
   nodeOptions = options.nodeOptions ?? '';
   profiling = options.profile === true;
+  samplingAllocations = options.allocations === true;
   const stopNats = NATS_URL === '' ? await startNatsServer() : async () => undefined;
   const names = options.only ? options.only.split(',') : Object.keys(scenarios);
   const timing = {

@@ -1,5 +1,5 @@
 import { readdirSync, readFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { basename, join, relative } from 'node:path';
 
 interface ProfileNode {
   id: number;
@@ -67,4 +67,57 @@ function summarize(profile: CpuProfile, count: number): ThreadProfile {
     .slice(0, count)
     .map(([name, micros]) => ({ name, share: micros / running }));
   return { thread, busy: running / (profile.endTime - profile.startTime), top };
+}
+
+interface SamplingHeapNode {
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  selfSize: number;
+  children: SamplingHeapNode[];
+}
+
+export interface AllocationProfile {
+  /** Bytes allocated over the run, as sampled. */
+  bytes: number;
+  /** The functions that allocated the most, as shares of all bytes. */
+  functions: { name: string; share: number }[];
+  /** The same by where the code is: a package, or a file of the service. */
+  places: { name: string; share: number }[];
+}
+
+/** The allocation sampler's profile (allocation-sampler.ts), summed by function and place. */
+export function allocationProfile(file: string, count = 12): AllocationProfile {
+  const { head } = JSON.parse(readFileSync(file, 'utf8')) as { head: SamplingHeapNode };
+  const byFunction = new Map<string, number>();
+  const byPlace = new Map<string, number>();
+  const add = (totals: Map<string, number>, key: string, bytes: number) =>
+    totals.set(key, (totals.get(key) ?? 0) + bytes);
+  let bytes = 0;
+  const pending = [head];
+  for (let node = pending.pop(); node; node = pending.pop()) {
+    pending.push(...node.children);
+    if (node.selfSize === 0) continue;
+    const { functionName, url, lineNumber } = node.callFrame;
+    const path = url.replace('file://', '');
+    const place = placeOf(path);
+    // In a package, its file too: `class-validator/MetadataStorage.js:69`.
+    const where = path.includes('node_modules/') ? `${place}/${basename(path)}` : place;
+    add(byFunction, `${functionName || '(anonymous)'} ${where}:${lineNumber + 1}`, node.selfSize);
+    add(byPlace, place, node.selfSize);
+    bytes += node.selfSize;
+  }
+  const top = (totals: Map<string, number>) =>
+    [...totals.entries()]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, count)
+      .map(([name, size]) => ({ name, share: size / bytes }));
+  return { bytes, functions: top(byFunction), places: top(byPlace) };
+}
+
+/** A package by its name, the service's own code by its file, Node's own modules as `node`. */
+function placeOf(path: string): string {
+  const inPackage = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(path);
+  if (inPackage) return inPackage[1];
+  if (path === '') return '(native)';
+  if (path.startsWith('node:') || !path.startsWith('/')) return 'node';
+  return relative(process.cwd(), path);
 }
