@@ -92,6 +92,19 @@ describe('EventStoreDbEventStore', () => {
     },
   );
 
+  /** A snapshot event written straight to the server, as earlier versions of the adapter did. */
+  const saveHeadAsBefore = async (streamId: string, data: Record<string, unknown>) => {
+    const client = EventStoreDBClient.connectionString(connectionString);
+    try {
+      await client.appendToStream(
+        `ledger-snapshot-${streamId}`,
+        jsonEvent({ type: 'LedgerSnapshot', data }),
+      );
+    } finally {
+      await client.dispose();
+    }
+  };
+
   it('keeps the newest snapshot per stream, hidden from readers of all streams', async () => {
     const store = open();
     const streamId = `organization-snap${Date.now()}`;
@@ -120,18 +133,12 @@ describe('EventStoreDbEventStore', () => {
     const store = open();
     const streamId = `organization-old${Date.now()}`;
     // As the adapter wrote snapshot events before parts existed.
-    const client = EventStoreDBClient.connectionString(connectionString);
-    try {
-      await client.appendToStream(
-        `ledger-snapshot-${streamId}`,
-        jsonEvent({
-          type: 'LedgerSnapshot',
-          data: { revision: '41', position: '7', schemaVersion: 2, state: '{}' },
-        }),
-      );
-    } finally {
-      await client.dispose();
-    }
+    await saveHeadAsBefore(streamId, {
+      revision: '41',
+      position: '7',
+      schemaVersion: 2,
+      state: '{}',
+    });
     expect(await store.loadSnapshot(streamId)).toEqual({
       streamId,
       revision: 41n,
@@ -216,27 +223,16 @@ describe('EventStoreDbEventStore', () => {
     const store = open();
     const streamId = `organization-inline${Date.now()}`;
     // As the adapter wrote snapshots with parts before they had a stream of their own.
-    const client = EventStoreDBClient.connectionString(connectionString);
-    try {
-      await client.appendToStream(
-        `ledger-snapshot-${streamId}`,
-        jsonEvent({
-          type: 'LedgerSnapshot',
-          data: {
-            revision: '41',
-            position: '7',
-            schemaVersion: 7,
-            state: '{}',
-            parts: [
-              { key: 'tier-0', text: 'zero' },
-              { key: 'tier-1', text: 'one' },
-            ],
-          },
-        }),
-      );
-    } finally {
-      await client.dispose();
-    }
+    await saveHeadAsBefore(streamId, {
+      revision: '41',
+      position: '7',
+      schemaVersion: 7,
+      state: '{}',
+      parts: [
+        { key: 'tier-0', text: 'zero' },
+        { key: 'tier-1', text: 'one' },
+      ],
+    });
     expect((await store.loadSnapshot(streamId))?.parts).toEqual([
       { key: 'tier-0', text: 'zero' },
       { key: 'tier-1', text: 'one' },

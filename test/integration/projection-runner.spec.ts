@@ -2,6 +2,7 @@ import type { DataSource } from 'typeorm';
 import { PROJECTIONS } from '../../projections';
 import { SqliteEventStore } from '../../src/event-store/sqlite/sqlite-event-store';
 import { LEDGER_ACTOR } from '../../src/ledger/actor';
+import type { OrganizationCommand } from '../../src/ledger/organization/commands';
 import { readModelDataSource } from '../../src/read/read-model-database';
 import { ProjectionRunner } from '../../src/read/projection-runner';
 import { rebuildProjections } from '../../src/read/rebuild';
@@ -169,6 +170,25 @@ describe.each(['sqlite', 'postgres'] as const)('projection runner on %s', (datab
     expect(seen.filter((position) => position < head).length).toBeGreaterThanOrEqual(3);
   });
 
+  /** 100 credits granted, then one run of 30 charged. */
+  const grantAndChargeOnce = async (run: (command: OrganizationCommand) => Promise<unknown>) => {
+    await run(grantCredits(100));
+    await run({
+      type: 'ChargeCharmRun',
+      runId: 'r1',
+      charmId: 'summarize',
+      userId: 'olga',
+      amount: 30,
+    });
+  };
+  /** The read models show that one charge of 30, once. */
+  const expectChargedOnce = async () => {
+    const [grant] = await dataSource.query(`SELECT remaining FROM balance_grants`);
+    expect(Number(grant.remaining)).toBe(70);
+    const [daily] = await dataSource.query(`SELECT runs, credits FROM usage_daily`);
+    expect([Number(daily.runs), Number(daily.credits)]).toEqual([1, 30]);
+  };
+
   it('counts nothing twice when a batch dies between its changes and its checkpoint', async () => {
     await runner.stop();
     let failures = 0;
@@ -185,20 +205,10 @@ describe.each(['sqlite', 'postgres'] as const)('projection runner on %s', (datab
     const run = (command: Parameters<typeof writer.execute>[1]) =>
       writer.execute('acme', command, context, () => undefined);
     await run(createOrganization('acme'));
-    await run(grantCredits(100));
-    await run({
-      type: 'ChargeCharmRun',
-      runId: 'r1',
-      charmId: 'summarize',
-      userId: 'olga',
-      amount: 30,
-    });
+    await grantAndChargeOnce(run);
     await runner.catchUp();
     expect(failures).toBeGreaterThanOrEqual(3);
-    const [grant] = await dataSource.query(`SELECT remaining FROM balance_grants`);
-    expect(Number(grant.remaining)).toBe(70);
-    const [daily] = await dataSource.query(`SELECT runs, credits FROM usage_daily`);
-    expect([Number(daily.runs), Number(daily.credits)]).toEqual([1, 30]);
+    await expectChargedOnce();
   });
 
   it('counts nothing twice when a batch commits but the answer to its COMMIT is lost', async () => {
@@ -228,20 +238,10 @@ describe.each(['sqlite', 'postgres'] as const)('projection runner on %s', (datab
     await run(createOrganization('acme'));
     await runner.catchUp();
     cutting = true;
-    await run(grantCredits(100));
-    await run({
-      type: 'ChargeCharmRun',
-      runId: 'r1',
-      charmId: 'summarize',
-      userId: 'olga',
-      amount: 30,
-    });
+    await grantAndChargeOnce(run);
     await runner.catchUp();
     expect(lostAnswers).toBeGreaterThanOrEqual(1);
-    const [grant] = await dataSource.query(`SELECT remaining FROM balance_grants`);
-    expect(Number(grant.remaining)).toBe(70);
-    const [daily] = await dataSource.query(`SELECT runs, credits FROM usage_daily`);
-    expect([Number(daily.runs), Number(daily.credits)]).toEqual([1, 30]);
+    await expectChargedOnce();
   });
 
   it('rebuilds from position 0 into new tables while the old ones keep being updated', async () => {
