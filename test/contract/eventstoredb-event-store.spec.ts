@@ -1,5 +1,5 @@
 import { setTimeout as delay } from 'node:timers/promises';
-import { EventStoreDBClient, jsonEvent } from '@eventstore/db-client';
+import { BACKWARDS, END, EventStoreDBClient, jsonEvent } from '@eventstore/db-client';
 import { type Snapshot, SnapshotPartsMissingError } from '../../src/event-store/event-store';
 import {
   EventStoreDbEventStore,
@@ -217,6 +217,52 @@ describe('EventStoreDbEventStore', () => {
     await expect(
       store.saveSnapshot({ ...next, revision: 1499n, parts: [{ key: 'tier-1' }] }),
     ).rejects.toMatchObject({ name: 'SnapshotPartsMissingError', keys: ['tier-1'] });
+  });
+
+  it('keeps the parts stream from growing when an old part is kept by every save', async () => {
+    const store = open();
+    const streamId = `organization-kept${Date.now()}`;
+    const saveOf = (i: number): Snapshot => ({
+      streamId,
+      revision: BigInt(i),
+      position: BigInt(i),
+      schemaVersion: 7,
+      state: `state ${i}`,
+      parts: [
+        { key: 'old', ...(i === 0 ? { text: 'kept from the first save' } : {}) },
+        { key: 'new', text: `part of save ${i}` },
+      ],
+    });
+    // Each save writes one chunk and names two: 199 of 201 chunks are no longer named.
+    for (let i = 0; i < 200; i += 1) await store.saveSnapshot(saveOf(i));
+    expect((await store.loadSnapshot(streamId))?.parts).toEqual([
+      { key: 'old', text: 'kept from the first save' },
+      { key: 'new', text: 'part of save 199' },
+    ]);
+    // What the server must keep: from the oldest chunk the head names to the end (it trims
+    // below with $tb). Writing the old part again moved that up; else it would be 200.
+    const client = EventStoreDBClient.connectionString(connectionString);
+    try {
+      const last = async (stream: string) => {
+        const events = [];
+        for await (const resolved of client.readStream(stream, {
+          direction: BACKWARDS,
+          fromRevision: END,
+          maxCount: 1,
+        }))
+          events.push(resolved.event!);
+        return events[0];
+      };
+      const head = (await last(`ledger-snapshot-${streamId}`)).data as {
+        partRefs: { from: string }[];
+      };
+      const oldest = Math.min(...head.partRefs.map((ref) => Number(ref.from)));
+      const end = Number((await last(`ledger-snapshot-parts/${streamId}`)).revision) + 1;
+      expect(end).toBeGreaterThan(200);
+      expect(end - oldest).toBeLessThan(80);
+    } finally {
+      await client.dispose();
+    }
   });
 
   it('keeps a part of a snapshot event that held its parts inline', async () => {

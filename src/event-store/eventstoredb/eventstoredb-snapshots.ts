@@ -24,6 +24,10 @@ const CHUNK_TYPE = 'LedgerSnapshotChunk';
 const CHUNK_CHARACTERS = 128 * 1024;
 /** What one append of chunks may carry, with room for the event envelopes under 1 MiB. */
 const APPEND_BYTES = 900 * 1024;
+/** Unnamed chunks, per named chunk, past which a save writes its kept parts again. */
+const COMPACT_WHEN_UNNAMED = 3;
+/** Below this many unnamed chunks a parts stream is left as it is, however small its parts. */
+const COMPACT_AT_LEAST = 64;
 /** Saves that lost the race for the head to another process's save before giving up. */
 const SAVE_ATTEMPTS = 5;
 /** Loads that found a part trimmed away by a newer save before reading without it. */
@@ -126,6 +130,7 @@ export class EventStoreDbSnapshots {
       else if (!stored.has(key)) missing.push(key);
     }
     if (missing.length > 0) throw new SnapshotPartsMissingError(snapshot.streamId, missing);
+    toWrite.push(...(await this.keptToWriteAgain(snapshot, stored, toWrite)));
 
     const written = new Map<string, PartRef>();
     let next = await this.appendChunks(snapshot.streamId, toWrite.flat());
@@ -139,6 +144,43 @@ export class EventStoreDbSnapshots {
       });
     }
     return snapshot.parts.map(({ key }) => written.get(key) ?? stored.get(key)!);
+  }
+
+  /**
+   * The kept parts, as chunks to write again, when the parts stream from the oldest of them
+   * on is mostly chunks no head names (parts replaced or dropped since): `$tb` can only cut
+   * below the oldest named chunk, so an old part kept for ever would keep all of that. Written
+   * again, they move the cut up to this save's chunks; this costs a read of the kept parts
+   * once the unnamed chunks are `COMPACT_WHEN_UNNAMED` times the named ones.
+   */
+  private async keptToWriteAgain(
+    snapshot: Snapshot,
+    stored: Map<string, PartRef>,
+    toWrite: Chunk[][],
+  ): Promise<Chunk[][]> {
+    const written = new Set(toWrite.map((chunks) => chunks[0].key));
+    const kept = snapshot.parts
+      .map(({ key }) => stored.get(key))
+      .filter((ref): ref is PartRef => ref !== undefined && !written.has(ref.key));
+    if (kept.length === 0) return [];
+    const oldest = kept.reduce(
+      (min, ref) => (BigInt(ref.from) < min ? BigInt(ref.from) : min),
+      BigInt(kept[0].from),
+    );
+    const named = [...kept, ...toWrite.map((chunks) => ({ chunks: chunks.length }))].reduce(
+      (sum, ref) => sum + ref.chunks,
+      0,
+    );
+    const span = Number((await this.nextRevisionOf(PARTS_PREFIX + snapshot.streamId)) - oldest);
+    if (span - named <= COMPACT_WHEN_UNNAMED * named + COMPACT_AT_LEAST) return [];
+    const again: Chunk[][] = [];
+    for (const ref of kept) {
+      const text = await this.readPart(snapshot.streamId, ref);
+      // Trimmed by another process's save: that save's head is newer, and it drops this part.
+      if (text === undefined) throw new SnapshotPartsMissingError(snapshot.streamId, [ref.key]);
+      again.push(chunksOf(ref.key, text));
+    }
+    return again;
   }
 
   /**
