@@ -162,11 +162,8 @@ export class EventStoreDbSnapshots {
     const kept = snapshot.parts
       .map(({ key }) => stored.get(key))
       .filter((ref): ref is PartRef => ref !== undefined && !written.has(ref.key));
-    if (kept.length === 0) return [];
-    const oldest = kept.reduce(
-      (min, ref) => (BigInt(ref.from) < min ? BigInt(ref.from) : min),
-      BigInt(kept[0].from),
-    );
+    const oldest = oldestChunkOf(kept);
+    if (oldest === undefined) return [];
     const named = [...kept, ...toWrite.map((chunks) => ({ chunks: chunks.length }))].reduce(
       (sum, ref) => sum + ref.chunks,
       0,
@@ -189,7 +186,6 @@ export class EventStoreDbSnapshots {
    * fail it, and the save starts again). Returns the revision after the last chunk.
    */
   private async appendChunks(streamId: string, chunks: Chunk[]): Promise<bigint> {
-    let next = 0n;
     let after: bigint | undefined;
     let batch: ReturnType<typeof jsonEvent>[] = [];
     let bytes = 0;
@@ -201,7 +197,6 @@ export class EventStoreDbSnapshots {
         after === undefined ? {} : { expectedRevision: after },
       );
       after = result.nextExpectedRevision;
-      next = after + 1n;
       batch = [];
       bytes = 0;
     };
@@ -212,7 +207,7 @@ export class EventStoreDbSnapshots {
       bytes += size;
     }
     await flush();
-    return next;
+    return after === undefined ? 0n : after + 1n;
   }
 
   private async appendHead(snapshot: Snapshot, refs: PartRef[], expected: bigint | undefined) {
@@ -239,11 +234,8 @@ export class EventStoreDbSnapshots {
   /** Lets the server scavenge the chunks of parts no head names any more. */
   private async trimParts(streamId: string, refs: PartRef[]) {
     const stream = PARTS_PREFIX + streamId;
-    let oldest: bigint | undefined;
-    for (const ref of refs)
-      if (oldest === undefined || BigInt(ref.from) < oldest) oldest = BigInt(ref.from);
     // No part named: everything written so far can go.
-    oldest ??= await this.nextRevisionOf(stream);
+    const oldest = oldestChunkOf(refs) ?? (await this.nextRevisionOf(stream));
     if (oldest > 0n)
       await this.client.setStreamMetadata(stream, { truncateBefore: Number(oldest) });
   }
@@ -302,6 +294,14 @@ export class EventStoreDbSnapshots {
     }
     return last;
   }
+}
+
+/** The revision of the first chunk of the oldest part, or undefined for no part. */
+function oldestChunkOf(refs: PartRef[]): bigint | undefined {
+  let oldest: bigint | undefined;
+  for (const ref of refs)
+    if (oldest === undefined || BigInt(ref.from) < oldest) oldest = BigInt(ref.from);
+  return oldest;
 }
 
 /** A part's text in chunks small enough for any one of them to be appended. */
