@@ -1,12 +1,11 @@
 import { Global, Module, type DynamicModule } from '@nestjs/common';
-import { APP_GUARD, APP_INTERCEPTOR } from '@nestjs/core';
+import { APP_GUARD } from '@nestjs/core';
 import { HealthGrpcController } from './api/grpc/health.grpc-controller';
 import { LedgerGrpcController } from './api/grpc/ledger.grpc-controller';
 import { AuditController } from './api/http/audit.controller';
 import { BalanceController } from './api/http/balance.controller';
 import { UsageController } from './api/http/usage.controller';
 import { ReadModelsModule } from './read/read-models.module';
-import { ReadYourWritesInterceptor } from './read/read-your-writes.interceptor';
 import { CreditsController } from './api/http/credits.controller';
 import { HealthModule } from './api/http/health.controller';
 import { OrganizationsController } from './api/http/organizations.controller';
@@ -60,11 +59,7 @@ export class AppModule {
         LedgerGrpcController,
         HealthGrpcController,
       ],
-      providers: [
-        { provide: APP_GUARD, useClass: AuthenticationGuard },
-        { provide: APP_INTERCEPTOR, useClass: ReadYourWritesInterceptor },
-        LedgerNatsService,
-      ],
+      providers: [{ provide: APP_GUARD, useClass: AuthenticationGuard }, LedgerNatsService],
     };
   }
 }

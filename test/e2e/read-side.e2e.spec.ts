@@ -218,17 +218,31 @@ describe.each([
     );
   });
 
-  it('waits for minPosition, and answers 503 UNAVAILABLE when it is not reached in 5 s', async () => {
+  it('waits for minPosition on every read, and answers 503 UNAVAILABLE when it is not reached in 5 s', async () => {
     // Far past anything written: positions are not counts on every store.
     const { body } = await ledger.http.get('/v1/organizations/acme/balance').expect(200);
     const future = (BigInt(body.position) + 1n) * 1000n;
+    const reads = [
+      '/v1/organizations/acme/balance',
+      '/v1/organizations/acme/history',
+      '/v1/organizations/acme',
+      '/v1/organizations/acme/members',
+      '/v1/organizations/acme/usage',
+      '/v1/users/ben/organizations',
+    ];
     const started = Date.now();
-    const response = await ledger.http
-      .get(`/v1/organizations/acme/balance?minPosition=${future}`)
-      .expect(503);
-    expect(Date.now() - started).toBeGreaterThanOrEqual(4900);
-    expect(response.body.code).toBe('UNAVAILABLE');
-    expect(response.headers['retry-after']).toBeDefined();
+    const responses = await Promise.all(
+      reads.map(async (path) => {
+        const response = await ledger.http.get(`${path}?minPosition=${future}`);
+        return { path, elapsed: Date.now() - started, response };
+      }),
+    );
+    for (const { path, elapsed, response } of responses) {
+      expect({ path, status: response.status }).toEqual({ path, status: 503 });
+      expect(elapsed).toBeGreaterThanOrEqual(4900);
+      expect(response.body.code).toBe('UNAVAILABLE');
+      expect(response.headers['retry-after']).toBeDefined();
+    }
     await ledger.http.get('/v1/organizations/acme/balance?minPosition=abc').expect(400);
   }, 15_000);
 });

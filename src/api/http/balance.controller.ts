@@ -4,12 +4,14 @@ import { ApiTags } from '@nestjs/swagger';
 import { GetBalanceAt, GetHistory } from '../../audit/history';
 import { GetBalance } from '../../write/queries';
 import { BalanceQueryDto, HistoryQueryDto } from './dto/queries.dto';
+import { ReadsYourWrites } from '../../read/read-your-writes.interceptor';
 import { LedgerIdPipe } from './ledger-id.pipe';
 import { positionText } from './replies';
 import { LedgerContext } from './request-context';
 import type { RequestContext } from '../../write/commands';
 
 @ApiTags('balance and history')
+@ReadsYourWrites()
 @Controller('v1/organizations/:organizationId')
 export class BalanceController {
   constructor(private readonly queries: QueryBus) {}

@@ -29,6 +29,7 @@ import {
   CreateOrganizationDto,
   LowBalanceThresholdDto,
 } from './dto/organizations.dto';
+import { ReadsYourWrites } from '../../read/read-your-writes.interceptor';
 import { ReadQueryDto } from './dto/queries.dto';
 import { LedgerIdPipe } from './ledger-id.pipe';
 import { positionText, written } from './replies';
@@ -53,6 +54,7 @@ export class OrganizationsController {
   }
 
   @Get(':organizationId')
+  @ReadsYourWrites()
   async get(
     @Param('organizationId', LedgerIdPipe) organizationId: string,
     @Query() _query: ReadQueryDto,
@@ -63,6 +65,7 @@ export class OrganizationsController {
   }
 
   @Get(':organizationId/members')
+  @ReadsYourWrites()
   async members(
     @Param('organizationId', LedgerIdPipe) organizationId: string,
     @Query() _query: ReadQueryDto,

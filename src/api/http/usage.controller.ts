@@ -5,10 +5,12 @@ import type { FastifyReply } from 'fastify';
 import { GetUsage, GetUserOrganizations, nextDay, reportDays, toCsv } from '../../read/queries';
 import type { RequestContext } from '../../write/commands';
 import { ReadQueryDto, UsageQueryDto } from './dto/queries.dto';
+import { ReadsYourWrites } from '../../read/read-your-writes.interceptor';
 import { LedgerIdPipe } from './ledger-id.pipe';
 import { LedgerContext } from './request-context';
 
 @ApiTags('read models')
+@ReadsYourWrites()
 @Controller('v1')
 export class UsageController {
   constructor(private readonly queries: QueryBus) {}
