@@ -260,6 +260,13 @@ describe('EventStoreDbEventStore', () => {
       const end = Number((await last(`ledger-snapshot-parts/${streamId}`)).revision) + 1;
       expect(end).toBeGreaterThan(200);
       expect(end - oldest).toBeLessThan(80);
+      // The server is told to trim below that chunk, and told again only when it moves.
+      const parts = `ledger-snapshot-parts/${streamId}`;
+      expect((await client.getStreamMetadata(parts)).metadata?.truncateBefore).toBe(oldest);
+      let trims = 0;
+      for await (const _ of client.readStream(`$$${parts}`, { maxCount: 1000 })) trims += 1;
+      expect(trims).toBeGreaterThanOrEqual(2);
+      expect(trims).toBeLessThan(10);
     } finally {
       await client.dispose();
     }

@@ -110,7 +110,7 @@ export class EventStoreDbSnapshots {
         if (error instanceof WrongExpectedVersionError && attempt < SAVE_ATTEMPTS) continue;
         throw error;
       }
-      await this.trimParts(snapshot.streamId, refs);
+      await this.trimParts(snapshot.streamId, refs, head?.saved.partRefs);
       return;
     }
   }
@@ -231,11 +231,18 @@ export class EventStoreDbSnapshots {
       await this.client.setStreamMetadata(stream, { maxCount: 1 });
   }
 
-  /** Lets the server scavenge the chunks of parts no head names any more. */
-  private async trimParts(streamId: string, refs: PartRef[]) {
+  /**
+   * Lets the server scavenge the chunks of parts no head names any more. Most saves keep the
+   * oldest part of the save before, whose trim then already stands: no write. (A save cut
+   * off between its head and its trim leaves the trim behind until the oldest part changes;
+   * that only keeps more chunks for a while.)
+   */
+  private async trimParts(streamId: string, refs: PartRef[], before: PartRef[] | undefined) {
     const stream = PARTS_PREFIX + streamId;
+    const named = oldestChunkOf(refs);
+    if (named !== undefined && named === oldestChunkOf(before ?? [])) return;
     // No part named: everything written so far can go.
-    const oldest = oldestChunkOf(refs) ?? (await this.nextRevisionOf(stream));
+    const oldest = named ?? (await this.nextRevisionOf(stream));
     if (oldest > 0n)
       await this.client.setStreamMetadata(stream, { truncateBefore: Number(oldest) });
   }
