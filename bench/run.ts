@@ -606,7 +606,13 @@ async function stallsOf(service: ServiceProcess): Promise<string> {
   // A kind that never ran has no line.
   const gc = (kind: string) =>
     `${metric(`nodejs_gc_duration_seconds_count{kind="${kind}"}`) || 0} ${kind} GCs, ${ms(metric(`nodejs_gc_duration_seconds_sum{kind="${kind}"}`) || 0)}`;
-  return `event-loop delay p99 ${ms(metric('nodejs_eventloop_lag_p99_seconds'))}, max ${ms(metric('nodejs_eventloop_lag_max_seconds'))}; ${gc('major')}; ${gc('incremental')}; ${gc('minor')}`;
+  // The ledger's own share of a charge's time: from its handler to its reply, warm-up included.
+  const charges = (le: string) =>
+    metric(
+      `ledger_nats_request_seconds_bucket{le="${le}",subject="ledger.charm-runs.charge",outcome="ok"}`,
+    );
+  const within = (100 * charges('0.01')) / charges('+Inf');
+  return `event-loop delay p99 ${ms(metric('nodejs_eventloop_lag_p99_seconds'))}, max ${ms(metric('nodejs_eventloop_lag_max_seconds'))}; ${gc('major')}; ${gc('incremental')}; ${gc('minor')}; ${within.toFixed(2)}% of charges answered within 10 ms of reaching the handler`;
 }
 
 /** Resolves once the process has used under 10% of a core for a second (boot work done). */

@@ -39,6 +39,14 @@ export class LedgerMetrics {
     registers: [this.registry],
   });
 
+  readonly natsRequestSeconds = new Histogram({
+    name: 'ledger_nats_request_seconds',
+    help: 'Time from a NATS request reaching its handler to its reply, by subject and outcome (ok, rejected, failed)',
+    labelNames: ['subject', 'outcome'] as const,
+    buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1],
+    registers: [this.registry],
+  });
+
   readonly conflicts = new Counter({
     name: 'ledger_append_conflicts_total',
     help: 'Batches redone because another writer moved the stream',

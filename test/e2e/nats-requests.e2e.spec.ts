@@ -147,6 +147,25 @@ describe('NATS request/reply', () => {
     expect(reply).toMatchObject({ ok: false, error: { code: 'VALIDATION_FAILED' } });
   });
 
+  it('times each request from its handler to its reply in /metrics, by subject and outcome', async () => {
+    const count = async (outcome: string) => {
+      const { text } = await ledger.http.get('/metrics').expect(200);
+      const name = `ledger_nats_request_seconds_count{subject="ledger.charm-runs.charge",outcome="${outcome}"}`;
+      const line = text.split('\n').find((candidate: string) => candidate.startsWith(`${name} `));
+      return line === undefined ? 0 : Number(line.slice(name.length + 1));
+    };
+    const before = { ok: await count('ok'), rejected: await count('rejected') };
+    const charge = { runId: 'timed', charmId: 'c', userId: 'u', amount: 1, organizationId: org };
+    expect(await ask('ledger.charm-runs.charge', charge)).toMatchObject({ ok: true });
+    expect(await ask('ledger.charm-runs.charge', { ...charge, amount: 0 })).toMatchObject({
+      ok: false,
+    });
+    expect({ ok: await count('ok'), rejected: await count('rejected') }).toEqual({
+      ok: before.ok + 1,
+      rejected: before.rejected + 1,
+    });
+  });
+
   it('answers the NATS service protocol as service ledger', async () => {
     const info = (await nats.request('$SRV.INFO.ledger', '', { timeout: 2000 })).json<{
       name: string;

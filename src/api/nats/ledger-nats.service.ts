@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { actorOf, SERVICE_SCOPE, type Caller } from '../../auth/caller';
 import { LEDGER_CONFIG, type LedgerConfig } from '../../config/config';
 import { LedgerError, ValidationFailed } from '../../ledger/errors';
+import { LedgerMetrics } from '../../metrics/metrics';
 import { EventPublishing } from '../../nats/nats.module';
 import {
   CaptureReservation,
@@ -52,6 +53,7 @@ export class LedgerNatsService implements OnApplicationShutdown {
     private readonly queries: QueryBus,
     publishing: EventPublishing,
     @Inject(LEDGER_CONFIG) config: LedgerConfig,
+    private readonly metrics: LedgerMetrics,
   ) {
     if (config.natsRequests) publishing.onConnected((connection) => void this.serve(connection));
   }
@@ -119,7 +121,7 @@ export class LedgerNatsService implements OnApplicationShutdown {
           queue: 'ledger',
           handler: (error, message) => {
             if (error) return;
-            void this.answer(message, endpoint);
+            void this.answer(message, `ledger.${name}`, endpoint);
           },
         });
       }
@@ -131,9 +133,12 @@ export class LedgerNatsService implements OnApplicationShutdown {
 
   private async answer(
     message: ServiceMsg,
+    subject: string,
     endpoint: { dto: ClassConstructor<object>; handle: Handle },
   ) {
+    const received = performance.now();
     let reply: object;
+    let outcome: 'ok' | 'rejected' | 'failed' = 'ok';
     try {
       const body = this.validated(message, endpoint.dto);
       const context: RequestContext = {
@@ -145,10 +150,15 @@ export class LedgerNatsService implements OnApplicationShutdown {
       reply = { ok: true, ...result, position: String(result.position) };
     } catch (error) {
       reply = { ok: false, error: errorOf(error) };
+      outcome = error instanceof LedgerError ? 'rejected' : 'failed';
       if (!(error instanceof LedgerError) && !isDependencyUnavailable(error))
         this.logger.error(`NATS request failed: ${String(error)}`);
     }
     message.respond(JSON.stringify(reply));
+    this.metrics.natsRequestSeconds.observe(
+      { subject, outcome },
+      (performance.now() - received) / 1000,
+    );
   }
 
   private validated(message: ServiceMsg, dto: ClassConstructor<object>): object {
