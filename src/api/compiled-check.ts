@@ -70,7 +70,6 @@ export function acceptedAsIs<T extends object>(dto: new () => T, body: unknown):
 export function schemaOf(dto: Dto): SchemaObject | undefined {
   const storage = getMetadataStorage();
   const metadatas = storage.getTargetValidationMetadatas(dto, '', true, false);
-  if (metadatas.length === 0 || hasTransforms(dto)) return undefined;
   const byProperty = new Map<string, ValidationMetadata[]>();
   for (const metadata of metadatas) {
     byProperty.set(metadata.propertyName, [
@@ -78,6 +77,7 @@ export function schemaOf(dto: Dto): SchemaObject | undefined {
       metadata,
     ]);
   }
+  if (byProperty.size === 0 || hasTransforms(dto, [...byProperty.keys()])) return undefined;
   const properties: Record<string, SchemaObject> = {};
   const required: string[] = [];
   for (const [property, rules] of byProperty) {
@@ -104,20 +104,16 @@ export function schemaOf(dto: Dto): SchemaObject | undefined {
 }
 
 /** @Transform, @Type, @Expose or @Exclude: the instance would differ from the plain body. */
-function hasTransforms(dto: Dto): boolean {
-  const target = dto;
-  if (defaultMetadataStorage.getStrategy(target) !== 'none') return true;
-  const properties = getMetadataStorage()
-    .getTargetValidationMetadatas(target, '', true, false)
-    .map((metadata) => metadata.propertyName);
+function hasTransforms(dto: Dto, properties: string[]): boolean {
   return (
-    defaultMetadataStorage.getExposedMetadatas(target).length > 0 ||
-    defaultMetadataStorage.getExcludedMetadatas(target).length > 0 ||
+    defaultMetadataStorage.getStrategy(dto) !== 'none' ||
+    defaultMetadataStorage.getExposedMetadatas(dto).length > 0 ||
+    defaultMetadataStorage.getExcludedMetadatas(dto).length > 0 ||
     properties.some(
       (property) =>
-        defaultMetadataStorage.findTypeMetadata(target, property) !== undefined ||
+        defaultMetadataStorage.findTypeMetadata(dto, property) !== undefined ||
         defaultMetadataStorage.findTransformMetadatas(
-          target,
+          dto,
           property,
           TransformationType.PLAIN_TO_CLASS,
         ).length > 0,
