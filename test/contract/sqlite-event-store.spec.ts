@@ -522,7 +522,45 @@ describe('SqliteWriterThread', () => {
         message: expect.stringMatching(/directory does not exist/),
       }),
     });
-    await expect(thread.write(batch)).resolves.toEqual({ failed: expect.anything() });
+    // Two in hand when the thread dies: both fail.
+    await expect(Promise.all([thread.write(batch), thread.write(batch)])).resolves.toEqual([
+      { failed: expect.anything() },
+      { failed: expect.anything() },
+    ]);
     await thread.close();
+  });
+
+  it('takes the next batch while one is committing, and writes and answers them in order', async () => {
+    const file = newFile();
+    // The store lays out the file; the thread writes it as the service's store does.
+    await new SqliteEventStore(file).close();
+    const thread = new SqliteWriterThread({ filename: file, durable: true, busyTimeoutMs: 1000 });
+    const event = () => ({ eventId: randomUUID(), type: 'Tested', data: '{}', metadata: '{}' });
+    const first = [event(), event()];
+    const batches = [
+      { appends: [{ streamId: 'organization-a', expected: 'no_stream' as const, events: first }] },
+      // Decided on the first batch's events before it is durable, as the pipeline does.
+      {
+        appends: [
+          {
+            streamId: 'organization-a',
+            expected: 1n,
+            afterEventId: first[1].eventId,
+            events: [event()],
+          },
+        ],
+      },
+      { appends: [{ streamId: 'organization-a', expected: 1n, events: [event()] }] },
+    ];
+    const outcomes = await Promise.all(
+      batches.map((batch) => thread.write({ ...batch, snapshots: [] })),
+    );
+    await thread.close();
+    expect(outcomes).toEqual([
+      { appends: [{ written: { nextExpectedRevision: 1n, position: 2n } }], snapshots: [] },
+      { appends: [{ written: { nextExpectedRevision: 2n, position: 3n } }], snapshots: [] },
+      // Handed over at once too, yet written after the second: the stream has moved on.
+      { appends: [{ conflict: 2n }], snapshots: [] },
+    ]);
   });
 });

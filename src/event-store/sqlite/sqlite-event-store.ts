@@ -146,6 +146,13 @@ const MIGRATIONS: readonly string[] = [
    ) STRICT;`,
 ];
 
+/**
+ * Batches handed to the writer at once: one committing and the next. Two took the share of
+ * charges the service answered within 10 ms at 4,000/s from 86.9-95.1% to 89.3-96.1% (four
+ * rounds, alternated) and the hot scenario from 8,250 and 8,608/s to 8,877 and 9,082/s.
+ */
+const BATCHES_IN_FLIGHT = 2;
+
 /** SQLite's largest integer: the open upper bound of a backwards read. */
 const MAX_INT64 = 9223372036854775807n;
 /** SQLite reads a negative LIMIT as "no limit". */
@@ -180,8 +187,8 @@ export class SqliteEventStore implements EventStore, OrderedAppends, SnapshotSto
   private queuedAppends: QueuedAppend[] = [];
   private queuedSnapshots: QueuedSnapshot[] = [];
   private writeScheduled = false;
-  /** The batch being written; what is asked meanwhile waits for the next one. */
-  private writing?: Promise<void>;
+  /** The batches handed to the writer and not answered yet (BATCHES_IN_FLIGHT at most). */
+  private readonly writes = new Set<Promise<void>>();
   private stopCheckpoints?: () => Promise<void>;
   /** The last events this instance committed, positions without gaps (see `remember`). */
   private recent: RecordedEvent[] = [];
@@ -262,7 +269,7 @@ export class SqliteEventStore implements EventStore, OrderedAppends, SnapshotSto
   }
 
   private scheduleWrite(): void {
-    if (this.writeScheduled || this.writing) return;
+    if (this.writeScheduled || this.writes.size >= BATCHES_IN_FLIGHT) return;
     this.writeScheduled = true;
     // The turn's other appends share the commit (sending at once to the writer thread
     // measured no faster).
@@ -272,9 +279,14 @@ export class SqliteEventStore implements EventStore, OrderedAppends, SnapshotSto
     });
   }
 
-  /** Writes everything waiting as one batch: batches are sized by what is waiting. */
+  /**
+   * Writes everything waiting as one batch: batches are sized by what is waiting. The next
+   * batch is handed over while one commits (BATCHES_IN_FLIGHT), so the writer goes from one
+   * commit to the next without waiting for this thread to take the answer; it takes batches
+   * in order, so positions still follow the order appends were asked in.
+   */
   private async writeQueued(): Promise<void> {
-    if (this.writing) return this.writing;
+    if (this.writes.size >= BATCHES_IN_FLIGHT) return;
     const appends: QueuedAppend[] = [];
     const requests: AppendRequest[] = [];
     for (const append of this.queuedAppends) {
@@ -289,19 +301,24 @@ export class SqliteEventStore implements EventStore, OrderedAppends, SnapshotSto
     this.queuedAppends = [];
     this.queuedSnapshots = [];
     if (appends.length === 0 && snapshots.length === 0) return;
-    this.writing = (async () => {
+    const writing = (async () => {
       const outcome = await this.writer.write({
         appends: requests,
         snapshots: snapshots.map((queued) => queued.snapshot),
       });
       this.settle(appends, snapshots, outcome);
     })();
+    this.writes.add(writing);
     try {
-      await this.writing;
+      await writing;
     } finally {
-      this.writing = undefined;
-      if (this.queuedAppends.length + this.queuedSnapshots.length > 0) this.scheduleWrite();
+      this.writes.delete(writing);
+      if (this.somethingQueued()) this.scheduleWrite();
     }
+  }
+
+  private somethingQueued(): boolean {
+    return this.queuedAppends.length + this.queuedSnapshots.length > 0;
   }
 
   private settle(appends: QueuedAppend[], snapshots: QueuedSnapshot[], outcome: BatchOutcome) {
@@ -391,8 +408,12 @@ export class SqliteEventStore implements EventStore, OrderedAppends, SnapshotSto
   close(): Promise<void> {
     this.closing ??= (async () => {
       // What was asked before close() is still written.
-      while (this.writing || this.queuedAppends.length + this.queuedSnapshots.length > 0) {
-        await this.writeQueued();
+      while (this.writes.size > 0 || this.somethingQueued()) {
+        if (this.somethingQueued() && this.writes.size < BATCHES_IN_FLIGHT) {
+          await this.writeQueued();
+        } else {
+          await Promise.race(this.writes);
+        }
       }
       await this.writer.close();
       await Promise.all([...this.subscriptions].map((subscription) => subscription.stop()));

@@ -328,21 +328,22 @@ export type WriterOrder = { batch: WriteBatch } | { close: true };
 /**
  * The writer's thread (`sqlite-writer.worker.ts`) owns a connection of its own and runs the
  * SqliteWriter there, so that the commit and its fsync never hold the service's event loop:
- * requests keep coming in and the next batch fills meanwhile. One batch at a time. If the
- * thread dies, the batch in hand fails (the caller reloads and retries as after any failed
- * write) and the next batch starts a new thread.
+ * requests keep coming in and the next batch fills meanwhile. Batches are written and
+ * answered in the order they were handed over; a batch may be handed over while the one
+ * before is committing. If the thread dies, every batch in hand fails (the caller reloads
+ * and retries as after any failed write) and the next batch starts a new thread.
  */
 export class SqliteWriterThread implements BatchWriter {
   private worker?: Worker;
-  private waiting?: { worker: Worker; resolve: (outcome: BatchOutcome) => void };
+  /** Oldest first, as the thread answers them. */
+  private readonly waiting: { worker: Worker; resolve: (outcome: BatchOutcome) => void }[] = [];
 
   constructor(private readonly options: WriteConnectionOptions & { filename: string }) {}
 
   write(batch: WriteBatch): Promise<BatchOutcome> {
-    if (this.waiting) throw new Error('the writer thread takes one batch at a time');
     const worker = (this.worker ??= this.start());
     return new Promise((resolve) => {
-      this.waiting = { worker, resolve };
+      this.waiting.push({ worker, resolve });
       // Referenced only while a batch is in hand: an idle writer keeps no process alive.
       worker.ref();
       worker.postMessage({ batch } satisfies WriterOrder);
@@ -366,13 +367,14 @@ export class SqliteWriterThread implements BatchWriter {
       workerData: this.options,
     });
     worker.on('message', (outcome: BatchOutcome) => {
-      worker.unref();
-      this.answer(worker, outcome);
+      if (this.waiting[0]?.worker !== worker) return;
+      this.waiting.shift()!.resolve(outcome);
+      if (this.waiting.length === 0) worker.unref();
     });
-    worker.on('error', (error) => this.answer(worker, { failed: failureOf(error) }));
+    worker.on('error', (error) => this.failAll(worker, { failed: failureOf(error) }));
     worker.on('exit', (code) => {
       if (this.worker === worker) this.worker = undefined;
-      this.answer(worker, {
+      this.failAll(worker, {
         failed: { message: `the event store's writer thread exited (${code})` },
       });
     });
@@ -380,10 +382,10 @@ export class SqliteWriterThread implements BatchWriter {
   }
 
   /** Only the thread a batch went to answers for it (an old thread may still be exiting). */
-  private answer(worker: Worker, outcome: BatchOutcome) {
-    if (this.waiting?.worker !== worker) return;
-    const { resolve } = this.waiting;
-    this.waiting = undefined;
-    resolve(outcome);
+  private failAll(worker: Worker, outcome: BatchOutcome) {
+    for (const waiting of this.waiting.filter((batch) => batch.worker === worker)) {
+      this.waiting.splice(this.waiting.indexOf(waiting), 1);
+      waiting.resolve(outcome);
+    }
   }
 }
