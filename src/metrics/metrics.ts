@@ -26,29 +26,23 @@ export class LedgerMetrics {
     registers: [this.registry],
   });
 
-  readonly appendSeconds = new Histogram({
-    name: 'ledger_append_seconds',
-    help: 'Time to make one batch durable in the event store',
-    labelNames: ['aggregate'] as const,
-    buckets: SECONDS_BUCKETS,
-    registers: [this.registry],
-  });
+  readonly appendSeconds = this.seconds(
+    'ledger_append_seconds',
+    'Time to make one batch durable in the event store',
+    ['aggregate'],
+  );
 
-  readonly loadSeconds = new Histogram({
-    name: 'ledger_aggregate_load_seconds',
-    help: 'Time to load an aggregate that was not in the cache, from a snapshot or from its events',
-    labelNames: ['aggregate', 'from'] as const,
-    buckets: SECONDS_BUCKETS,
-    registers: [this.registry],
-  });
+  readonly loadSeconds = this.seconds(
+    'ledger_aggregate_load_seconds',
+    'Time to load an aggregate that was not in the cache, from a snapshot or from its events',
+    ['aggregate', 'from'],
+  );
 
-  readonly natsRequestSeconds = new Histogram({
-    name: 'ledger_nats_request_seconds',
-    help: 'Time from a NATS request reaching its handler to its reply, by subject and outcome (ok, rejected, failed)',
-    labelNames: ['subject', 'outcome'] as const,
-    buckets: SECONDS_BUCKETS,
-    registers: [this.registry],
-  });
+  readonly natsRequestSeconds = this.seconds(
+    'ledger_nats_request_seconds',
+    'Time from a NATS request reaching its handler to its reply, by subject and outcome (ok, rejected, failed)',
+    ['subject', 'outcome'],
+  );
 
   readonly conflicts = new Counter({
     name: 'ledger_append_conflicts_total',
@@ -59,6 +53,17 @@ export class LedgerMetrics {
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** A duration in seconds, in SECONDS_BUCKETS. */
+  private seconds<Label extends string>(name: string, help: string, labelNames: Label[]) {
+    return new Histogram<Label>({
+      name,
+      help,
+      labelNames,
+      buckets: SECONDS_BUCKETS,
+      registers: [this.registry],
+    });
   }
 }
 
