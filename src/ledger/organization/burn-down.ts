@@ -33,8 +33,13 @@ export function insertInBurnDownOrder(
 }
 
 export function availableCredits(state: OrganizationState, now: number): number {
+  return availableIn(state.grants, now);
+}
+
+/** `availableCredits` of a state holding `grants`. */
+export function availableIn(grants: OrganizationState['grants'], now: number): number {
   let available = 0;
-  for (const grant of state.grants.values()) {
+  for (const grant of grants.values()) {
     if (!isExpired(grant, now)) available += grant.remaining;
   }
   return available;

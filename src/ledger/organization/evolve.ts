@@ -1,6 +1,11 @@
 import { Map as ImmutableMap } from 'immutable';
 import { IDEMPOTENCY_WINDOW_MS, toMillis } from '../time';
-import { availableCredits, insertInBurnDownOrder, subtractAllocations } from './burn-down';
+import {
+  availableCredits,
+  availableIn,
+  insertInBurnDownOrder,
+  subtractAllocations,
+} from './burn-down';
 import type { Allocation, OrganizationEvent } from './events';
 import {
   transferInKey,
@@ -64,12 +69,24 @@ function apply(state: OrganizationState, event: OrganizationEvent, at: number): 
     }
     case 'CharmRunCharged': {
       const { runId, charmId, userId, amount, allocations } = event.data;
-      const charged = moveCredits(state, allocations, at, { remaining: -1, held: 0 });
-      return recordRun(charged, { runId, charmId, userId, amount, chargedAt: at, allocations }, at);
+      // The hot path's event: one copy of the state, not one per step.
+      const grants = movedGrants(state.grants, allocations, at, SPENT);
+      const run: CharmRun = {
+        runId,
+        charmId,
+        userId,
+        amount,
+        chargedAt: at,
+        refundable: allocations,
+        refunded: 0,
+        refunds: NO_REFUNDS,
+        availableAfter: availableIn(grants, at),
+      };
+      return { ...state, grants, runs: state.runs.set(run) };
     }
     case 'CharmRunRefunded': {
       const { runId, amount, allocations, refundId } = event.data;
-      const refunded = moveCredits(state, allocations, at, { remaining: +1, held: 0 });
+      const refunded = moveCredits(state, allocations, at, RETURNED);
       const run = state.runs.get(runId);
       if (!run) return rearmLowBalance(refunded, at);
       return rearmLowBalance(
@@ -87,7 +104,7 @@ function apply(state: OrganizationState, event: OrganizationEvent, at: number): 
     }
     case 'CreditsReserved': {
       const { reservationId, charmId, userId, amount, expiresAt, allocations } = event.data;
-      const held = moveCredits(state, allocations, at, { remaining: -1, held: +1 });
+      const held = moveCredits(state, allocations, at, HELD);
       const expiresAtMillis = toMillis(expiresAt);
       const reservation: Reservation = {
         reservationId,
@@ -109,8 +126,8 @@ function apply(state: OrganizationState, event: OrganizationEvent, at: number): 
       const reservation = state.reservations.get(reservationId);
       if (!reservation) return state;
       const giveBack = subtractAllocations(reservation.allocations, allocations);
-      const spent = moveCredits(state, allocations, at, { remaining: 0, held: -1 });
-      const settled = moveCredits(spent, giveBack, at, { remaining: +1, held: -1 });
+      const spent = moveCredits(state, allocations, at, HELD_SPENT);
+      const settled = moveCredits(spent, giveBack, at, HELD_RETURNED);
       const closed: OrganizationState = {
         ...settled,
         reservations: settled.reservations.set(reservationId, {
@@ -137,7 +154,7 @@ function apply(state: OrganizationState, event: OrganizationEvent, at: number): 
       const { reservationId, reason } = event.data;
       const reservation = state.reservations.get(reservationId);
       if (!reservation) return state;
-      const returned = moveCredits(state, reservation.allocations, at, { remaining: +1, held: -1 });
+      const returned = moveCredits(state, reservation.allocations, at, HELD_RETURNED);
       return rearmLowBalance(
         {
           ...returned,
@@ -154,11 +171,11 @@ function apply(state: OrganizationState, event: OrganizationEvent, at: number): 
     }
     case 'CreditsExpired': {
       const { grantId, amount } = event.data;
-      return moveCredits(state, [{ grantId, amount }], at, { remaining: -1, held: 0 });
+      return moveCredits(state, [{ grantId, amount }], at, SPENT);
     }
     case 'CreditsTransferredOut': {
       const { transferId, toOrganizationId, amount, allocations } = event.data;
-      const sent = moveCredits(state, allocations, at, { remaining: -1, held: 0 });
+      const sent = moveCredits(state, allocations, at, SPENT);
       return {
         ...sent,
         transfersOut: sent.transfersOut.set(transferId, {
@@ -220,15 +237,36 @@ function addGrant(state: OrganizationState, grant: Grant): OrganizationState {
   };
 }
 
+/** How credits move between a grant's `remaining` and `held` (see `moveCredits`). */
+interface Move {
+  readonly remaining: -1 | 0 | 1;
+  readonly held: -1 | 0 | 1;
+}
+const SPENT: Move = { remaining: -1, held: 0 };
+const RETURNED: Move = { remaining: +1, held: 0 };
+const HELD: Move = { remaining: -1, held: +1 };
+const HELD_SPENT: Move = { remaining: 0, held: -1 };
+const HELD_RETURNED: Move = { remaining: +1, held: -1 };
+
 /** Moves each allocation's credits between a grant's `remaining` and `held` by the signs given. */
 function moveCredits(
   state: OrganizationState,
   allocations: readonly Allocation[],
   at: number,
-  sign: { remaining: -1 | 0 | 1; held: -1 | 0 | 1 },
+  sign: Move,
 ): OrganizationState {
   if (allocations.length === 0) return state;
-  const grants = state.grants.withMutations((draft) => {
+  return { ...state, grants: movedGrants(state.grants, allocations, at, sign) };
+}
+
+function movedGrants(
+  grants: OrganizationState['grants'],
+  allocations: readonly Allocation[],
+  at: number,
+  sign: Move,
+): OrganizationState['grants'] {
+  if (allocations.length === 0) return grants;
+  return grants.withMutations((draft) => {
     for (const { grantId, amount } of allocations) {
       const grant = draft.get(grantId);
       if (!grant) continue;
@@ -240,7 +278,6 @@ function moveCredits(
       });
     }
   });
-  return { ...state, grants };
 }
 
 function recordRun(
@@ -257,11 +294,13 @@ function recordRun(
       ...rest,
       refundable: allocations,
       refunded: 0,
-      refunds: ImmutableMap(),
+      refunds: NO_REFUNDS,
       availableAfter: availableCredits(state, at),
     }),
   };
 }
+
+const NO_REFUNDS = ImmutableMap<string, number>();
 
 /** Once the balance is back at or above the threshold, the next fall is a new crossing. */
 function rearmLowBalance(state: OrganizationState, at: number): OrganizationState {

@@ -1,4 +1,4 @@
-import { Map as ImmutableMap } from 'immutable';
+import { RecentRuns } from './recent-runs';
 import type { CharmRun } from './state';
 
 /**
@@ -213,16 +213,16 @@ const FOLD_AT = 2_048;
  * - `settled`: a stack of tiers, each recorded in one go (restored from a snapshot, or
  *   folded from recent runs) and never changed afterwards; a snapshot stores each tier once,
  *   as a part that its later snapshots share;
- * - `recent`: an Immutable map of the runs charged or refunded after that, on top.
+ * - `recent`: the runs charged or refunded after that, on top (see RecentRuns).
  * A cold load then does not build a persistent map of every run, a charge adds to the state
  * without copying it, and folding costs the same whatever the organization's size.
  */
 export class RunBook {
-  private static readonly EMPTY = new RunBook(new MapTier(new Map()), ImmutableMap(), 0, 0);
+  private static readonly EMPTY = new RunBook(new MapTier(new Map()), RecentRuns.empty(), 0, 0);
 
   private constructor(
     readonly settled: SettledRuns,
-    readonly recent: ImmutableMap<string, CharmRun>,
+    readonly recent: RecentRuns,
     /** Runs of `recent` that replace one of `settled` (counted once in `size`). */
     private readonly replacing: number,
     /** `size`, once known: counting a restored stack's overlaps reads every tier. */
@@ -239,22 +239,17 @@ export class RunBook {
     for (const run of runs) settled.set(run.runId, run);
     return settled.size === 0
       ? RunBook.EMPTY
-      : new RunBook(new MapTier(settled), ImmutableMap(), 0, settled.size);
+      : new RunBook(new MapTier(settled), RecentRuns.empty(), 0, settled.size);
   }
 
-  /**
-   * A book from its two tiers, as a snapshot kept them (`recent` replaces `settled`). The
-   * recent runs go in as one batch: a snapshot can hold thousands, and adding them one by one
-   * to the persistent map was most of a cold load.
-   */
+  /** A book from its two tiers, as a snapshot kept them (`recent` replaces `settled`). */
   static restore(settled: SettledRuns, recent: Iterable<CharmRun>): RunBook {
     let replacing = 0;
-    const runs = ImmutableMap<string, CharmRun>().withMutations((map) => {
-      for (const run of recent) {
-        if (!map.has(run.runId) && settled.has(run.runId)) replacing += 1;
-        map.set(run.runId, run);
-      }
-    });
+    let runs = RecentRuns.empty();
+    for (const run of recent) {
+      if (!runs.has(run.runId) && settled.has(run.runId)) replacing += 1;
+      runs = runs.set(run);
+    }
     const book = new RunBook(settled, runs, replacing);
     return runs.size >= FOLD_AT ? book.folded() : book;
   }
@@ -274,9 +269,9 @@ export class RunBook {
 
   /** A book with `run` recorded (new, or replacing the run of the same id). */
   set(run: CharmRun): RunBook {
-    const inRecent = this.recent.has(run.runId);
+    const recent = this.recent.set(run);
+    const inRecent = recent.size === this.recent.size;
     const replaces = !inRecent && this.settled.has(run.runId);
-    const recent = this.recent.set(run.runId, run);
     const size =
       this.counted === undefined ? undefined : this.counted + (inRecent || replaces ? 0 : 1);
     const book = new RunBook(this.settled, recent, this.replacing + (replaces ? 1 : 0), size);
@@ -286,15 +281,20 @@ export class RunBook {
   /** The recent runs as a settled tier on top of the others. */
   private folded(): RunBook {
     const runs = new Map<string, CharmRun>();
-    for (const [runId, run] of this.recent) runs.set(runId, run);
-    return new RunBook(stacked(new MapTier(runs), this.settled), ImmutableMap(), 0, this.counted);
+    for (const run of this.recent.values()) runs.set(run.runId, run);
+    return new RunBook(
+      stacked(new MapTier(runs), this.settled),
+      RecentRuns.empty(),
+      0,
+      this.counted,
+    );
   }
 
   /** Only the runs charged at or after `horizon` (a refund keeps a run's `chargedAt`). */
   chargedSince(horizon: number): RunBook {
     return RunBook.restore(
       this.settled.since(horizon),
-      this.recent.filter((run) => run.chargedAt >= horizon).values(),
+      [...this.recent.values()].filter((run) => run.chargedAt >= horizon),
     );
   }
 

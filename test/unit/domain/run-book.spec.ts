@@ -1,4 +1,5 @@
 import { Map as ImmutableMap } from 'immutable';
+import { RecentRuns } from '../../../src/ledger/organization/recent-runs';
 import { MergingTier, RunBook, tiersOf } from '../../../src/ledger/organization/run-book';
 import type { CharmRun } from '../../../src/ledger/organization/state';
 
@@ -103,5 +104,68 @@ describe('the runs an organization remembers (RunBook)', () => {
     expect(book.size).toBe(106_495);
     expect(book.get('r10')?.refunded).toBe(3);
     expect(book.chargedSince(50_000).size).toBe(56_495);
+  });
+});
+
+describe('the recent runs of a book (RecentRuns), recorded in place', () => {
+  const ids = (recent: RecentRuns) => [...recent.values()].map((each) => each.runId);
+
+  it('given a line of versions, each still sees only what was recorded up to it', () => {
+    const first = RecentRuns.empty().set(run('a')).set(run('b'));
+    const second = first.set(run('c')).set(run('a', 0, 2));
+    const third = second.set(run('a', 0, 4));
+
+    expect(ids(first)).toEqual(['a', 'b']);
+    expect(first.size).toBe(2);
+    expect(first.has('c')).toBe(false);
+    expect(first.get('a')?.refunded).toBe(0);
+    expect(second.get('a')?.refunded).toBe(2);
+    expect(third.get('a')?.refunded).toBe(4);
+    // A replaced run is listed once, in the place its id was first recorded.
+    expect(ids(third)).toEqual(['a', 'b', 'c']);
+    expect([...third.values()].map((each) => each.refunded)).toEqual([4, 0, 0]);
+    expect(third.size).toBe(3);
+  });
+
+  it('when an older version records, it branches: neither line sees the other', () => {
+    const base = RecentRuns.empty().set(run('a')).set(run('b'));
+    const kept = base.set(run('c'));
+    const dropped = base.set(run('d')).set(run('a', 0, 1));
+
+    expect(ids(kept)).toEqual(['a', 'b', 'c']);
+    expect(kept.get('a')?.refunded).toBe(0);
+    expect(ids(dropped)).toEqual(['a', 'b', 'd']);
+    expect(dropped.get('a')?.refunded).toBe(1);
+    expect(ids(base)).toEqual(['a', 'b']);
+    // The first line goes on as before after the branch.
+    expect(ids(kept.set(run('e')))).toEqual(['a', 'b', 'c', 'e']);
+    expect(dropped.has('c')).toBe(false);
+  });
+
+  it('never shares the empty runs: two organizations starting from them stay apart', () => {
+    const empty = RecentRuns.empty();
+    const one = empty.set(run('x'));
+    const other = empty.set(run('y'));
+    expect(ids(one)).toEqual(['x']);
+    expect(ids(other)).toEqual(['y']);
+    expect(ids(empty)).toEqual([]);
+    expect(ids(RunBook.empty().set(run('z')).recent)).toEqual(['z']);
+    expect(RunBook.empty().size).toBe(0);
+  });
+
+  it('a book pruned, folded or restored from an older state keeps that state as it was', () => {
+    let book = RunBook.empty();
+    for (let i = 0; i < 1_000; i++) book = book.set(run(`r${i}`, i));
+    const older = book;
+    for (let i = 1_000; i < 3_000; i++) book = book.set(run(`r${i}`, i));
+    // `book` folded at 2,048 runs; `older` still has its thousand recent runs and records on.
+    const branched = older.set(run('r0', 0, 5));
+    expect(older.size).toBe(1_000);
+    expect(older.get('r0')?.refunded).toBe(0);
+    expect(branched.get('r0')?.refunded).toBe(5);
+    expect(branched.size).toBe(1_000);
+    expect(older.chargedSince(500).size).toBe(500);
+    expect(book.size).toBe(3_000);
+    expect(book.get('r0')?.refunded).toBe(0);
   });
 });
