@@ -549,6 +549,28 @@ export function describeEventStoreContract(
         expect(received).toEqual([0n]);
       });
 
+      it('stop() awaited inside the handler after an await of its own still returns', async () => {
+        await append('org', newEvents(1), 'no_stream');
+        const received: bigint[] = [];
+        let stopReturned = false;
+        const subscription: Subscription = subscribe(
+          async (event) => {
+            received.push(event.revision);
+            if (event.revision === 0n) return;
+            await delay(1);
+            await subscription.stop();
+            stopReturned = true;
+          },
+          { streamPrefixes: [ns] },
+        );
+        await waitFor(() => received.length === 1, 'the first event');
+        await append('org', newEvents(2), 0n);
+        await waitFor(() => stopReturned, 'stop() inside the handler to return');
+        await subscription.stop();
+        await delay(50);
+        expect(received).toEqual([0n, 1n]);
+      });
+
       it('reports a failing handler through onError, stops, and skips nothing', async () => {
         await append('org', newEvents(3), 'no_stream');
         const boom = new Error('projection failed');
