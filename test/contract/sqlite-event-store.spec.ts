@@ -16,6 +16,7 @@ import {
   EventStoreDamagedError,
   SqliteEventStore,
 } from '../../src/event-store/sqlite/sqlite-event-store';
+import { RecentEvents } from '../../src/event-store/sqlite/recent-events';
 import { SqliteWriterThread } from '../../src/event-store/sqlite/sqlite-writer';
 import { describeEventStoreContract, newEvent, newEvents, waitFor } from './event-store.contract';
 
@@ -163,8 +164,9 @@ describe.each(WRITES)('SqliteEventStore, writes %s', (writes) => {
     await writer.appendToStream('organization-a', newEvents(3), 'no_stream');
     const first = await writer.readAll({ fromPosition: 0n });
     const again = await writer.readAll({ fromPosition: 1n, maxCount: 1 });
-    // The same kept objects, not read back and parsed again...
-    expect(again[0]).toBe(first[1]);
+    // The kept event, not read back and parsed again: its data is the object appended...
+    expect(again[0]).toEqual(first[1]);
+    expect(again[0].data).toBe(first[1].data);
     // ...equal to what the file holds, and frozen so no reader changes them for the others.
     expect(first).toEqual(await open(file).readAll({ fromPosition: 0n }));
     expect(() => {
@@ -562,5 +564,35 @@ describe('SqliteWriterThread', () => {
       // Handed over at once too, yet written after the second: the stream has moved on.
       { appends: [{ conflict: 2n }], snapshots: [] },
     ]);
+  });
+});
+
+describe('RecentEvents (what the store keeps for the readers close behind)', () => {
+  it('lets the older half go past its capacity, and starts over at a gap in positions', () => {
+    const recent = new RecentEvents(8);
+    recent.keep('organization-a', newEvents(6), 0n, 1n);
+    recent.keep('organization-b', newEvents(3), 0n, 7n);
+    // Nine kept past eight: the older half went, positions 6..9 stay.
+    expect(recent.length).toBe(4);
+    expect(recent.indexAfter(4n)).toBeUndefined();
+    expect(recent.indexAfter(5n)).toBe(0);
+    expect(recent.recorded(0)).toMatchObject({
+      streamId: 'organization-a',
+      revision: 5n,
+      position: 6n,
+    });
+    expect(recent.recorded(1)).toMatchObject({
+      streamId: 'organization-b',
+      revision: 0n,
+      position: 7n,
+    });
+    expect(recent.indexAfter(9n)).toBeUndefined();
+
+    // Another connection wrote 10 and 11: what is kept now starts at 12.
+    recent.keep('organization-a', newEvents(1), 6n, 12n);
+    expect(recent.length).toBe(1);
+    expect(recent.indexAfter(9n)).toBeUndefined();
+    expect(recent.indexAfter(11n)).toBe(0);
+    expect(recent.position(0)).toBe(12n);
   });
 });

@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
+import { RecentEvents } from './recent-events';
 import { SAFETY_VALVE_PAGES, WalCheckpointer } from './wal-checkpointer';
 import {
   type AppendRequest,
@@ -190,8 +191,8 @@ export class SqliteEventStore implements EventStore, OrderedAppends, SnapshotSto
   /** The batches handed to the writer and not answered yet (BATCHES_IN_FLIGHT at most). */
   private readonly writes = new Set<Promise<void>>();
   private stopCheckpoints?: () => Promise<void>;
-  /** The last events this instance committed, positions without gaps (see `remember`). */
-  private recent: RecordedEvent[] = [];
+  /** The last events this instance committed, positions without gaps. */
+  private readonly recent = new RecentEvents(RECENT_EVENTS);
 
   /** `filename` is a path (its folder is created if missing) or ':memory:'. */
   constructor(
@@ -425,38 +426,34 @@ export class SqliteEventStore implements EventStore, OrderedAppends, SnapshotSto
 
   /** @internal Events strictly after `afterPosition`, in global order. */
   readPage(afterPosition: bigint, limit: number): RecordedEvent[] {
-    const start = this.recentAfter(afterPosition);
+    const start = this.recent.indexAfter(afterPosition);
     if (start !== undefined) {
-      return this.recent.slice(start, limit === NO_LIMIT ? undefined : start + limit);
+      const end =
+        limit === NO_LIMIT ? this.recent.length : Math.min(start + limit, this.recent.length);
+      const events: RecordedEvent[] = [];
+      for (let i = start; i < end; i++) events.push(this.recent.recorded(i));
+      return events;
     }
     return this.statements.readAll.all(afterPosition, limit).map(toRecordedEvent);
-  }
-
-  /** Where the events after `afterPosition` start in `recent`, if it holds any of them. */
-  private recentAfter(afterPosition: bigint): number | undefined {
-    const first = this.recent[0]?.position;
-    if (first === undefined || afterPosition < first - 1n) return undefined;
-    const start = Number(afterPosition - first + 1n);
-    return start < this.recent.length ? start : undefined;
   }
 
   /** @internal Events of `types` after `afterPosition`, at most `typesScanWindow` further on. */
   readPageOfTypes(afterPosition: bigint, limit: number, types: readonly string[]): PageOfTypes {
     // Later commits get higher positions: nothing can appear at or below this head after.
     const head = this.statements.headPosition.get() as bigint;
-    const start = this.recentAfter(afterPosition);
+    const start = this.recent.indexAfter(afterPosition);
     if (start !== undefined) {
       // Just written here: picked from memory, not scanned for again in the file (the
       // follow-ups' subscription did that after every append of a hot organization).
       const wanted = new Set(types);
       const events: RecordedEvent[] = [];
-      let scannedTo = afterPosition;
+      let last = start - 1;
       for (let i = start; i < this.recent.length; i++) {
         if (limit !== NO_LIMIT && events.length >= limit) break;
-        const event = this.recent[i];
-        scannedTo = event.position;
-        if (wanted.has(event.type)) events.push(event);
+        last = i;
+        if (wanted.has(this.recent.type(i))) events.push(this.recent.recorded(i));
       }
+      const scannedTo = last < start ? afterPosition : this.recent.position(last);
       return { events, scannedTo, more: scannedTo < head };
     }
     const window = BigInt(this.options.typesScanWindow);
@@ -470,36 +467,15 @@ export class SqliteEventStore implements EventStore, OrderedAppends, SnapshotSto
     return { events: rows.map(toRecordedEvent), scannedTo: upTo, more: upTo < head };
   }
 
-  /**
-   * Keeps what this instance just committed, for the readers that follow right behind it
-   * (projections, the JetStream publisher, follow-ups): they take it from memory instead of
-   * reading it back from the file and parsing it again, three times over. Positions have no
-   * gaps, so a gap means another connection wrote in between: then start over, and readers
-   * before the first kept position read the file.
-   */
+  /** Keeps what this instance just committed (see RecentEvents). */
   private remember(streamId: string, events: NewEvent[], result: AppendResult): void {
-    if (events.length === 0) return;
     const count = BigInt(events.length);
-    const firstPosition = result.position - count + 1n;
-    const last = this.recent[this.recent.length - 1];
-    if (last !== undefined && last.position + 1n !== firstPosition) this.recent = [];
-    const firstRevision = result.nextExpectedRevision - count + 1n;
-    events.forEach((event, i) => {
-      this.recent.push(
-        deepFreeze({
-          eventId: event.eventId,
-          type: event.type,
-          streamId,
-          revision: firstRevision + BigInt(i),
-          position: firstPosition + BigInt(i),
-          data: event.data,
-          metadata: event.metadata,
-        }),
-      );
-    });
-    if (this.recent.length > RECENT_EVENTS) {
-      this.recent = this.recent.slice(this.recent.length - RECENT_EVENTS / 2);
-    }
+    this.recent.keep(
+      streamId,
+      events,
+      result.nextExpectedRevision - count + 1n,
+      result.position - count + 1n,
+    );
   }
 
   /** @internal Counts this instance's appends, so a subscriber can tell if it missed one. */
@@ -601,20 +577,8 @@ export class SqliteEventStore implements EventStore, OrderedAppends, SnapshotSto
   }
 }
 
-/** Events kept in memory for the readers close behind (see `remember`). */
+/** Events kept in memory for the readers close behind (see RecentEvents). */
 const RECENT_EVENTS = 4096;
-
-/**
- * Readers share the kept events (and the writer its event data): frozen, so that a reader
- * that changed one would fail at once instead of changing what the others see.
- */
-function deepFreeze<T>(value: T): T {
-  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const inner of Object.values(value)) deepFreeze(inner);
-  }
-  return value;
-}
 
 function toRecordedEvent(row: EventRow): RecordedEvent {
   return {
