@@ -4,15 +4,7 @@
  * comes from separate processes; every run is bounded in time. Not part of `npm test`.
  */
 import { spawn } from 'node:child_process';
-import {
-  copyFileSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -23,7 +15,7 @@ import { createTestDatabase } from '../test/support/postgres';
 import { freePort, startService, type ServiceProcess } from '../test/support/service-process';
 import { serviceToken, TEST_SECRET, tokenFor } from '../test/support/tokens';
 import { historyDataset, manyOrganizationsDataset } from './datasets';
-import { peakRssMb, runLoad } from './support/processes';
+import { cpuSeconds, peakRssMb, runLoad } from './support/processes';
 import { allocationProfile, threadProfiles } from './support/profile';
 import type { LoadReport } from './support/stats';
 
@@ -38,6 +30,8 @@ export interface Row {
   measured: string;
   met: boolean;
   booksBalanced?: boolean;
+  /** The service's CPU time (all threads) per charge, warm-up included, in ms. */
+  cpuMsPerCharge?: number;
 }
 
 /**
@@ -213,6 +207,7 @@ async function natsScenario(
   timing: Timing,
   extra: { concurrency?: number; ratePerSecond?: number } = {},
 ) {
+  const cpuBefore = cpuSeconds(service.child.pid!);
   const report = await runLoad('nats-charges', {
     natsUrl: NATS_URL,
     organizations,
@@ -223,8 +218,21 @@ async function natsScenario(
     ...timing,
   });
   const balanced = await booksBalance(service, organizations, report.charged);
-  return { report, balanced, rss: peakRssMb(service.child.pid!) };
+  const cpuMsPerCharge = await cpuMsPer(service, cpuBefore, report.charged);
+  return { report, balanced, rss: peakRssMb(service.child.pid!), cpuMsPerCharge };
 }
+
+/**
+ * The service's CPU time since `before`, in ms per charge, once it is quiet again: the read
+ * side's projections and publishing of the charges are part of their cost.
+ */
+async function cpuMsPer(service: ServiceProcess, before: number, charges: number) {
+  await quiet(service.child.pid!, 30_000);
+  return ((cpuSeconds(service.child.pid!) - before) * 1000) / Math.max(1, charges);
+}
+
+/** How the `measured` column shows the service's CPU time per charge. */
+const cpuText = (cpuMsPerCharge: number) => `service CPU ${fmt(cpuMsPerCharge, 3)} ms a charge`;
 
 const fmt = (value: number | undefined, digits = 0) =>
   value === undefined || Number.isNaN(value) ? '' : value.toFixed(digits);
@@ -268,7 +276,12 @@ function throughputRow(
   scenario: string,
   target: string,
   minimum: number,
-  { report, balanced, rss }: { report: LoadReport; balanced: boolean; rss: number },
+  {
+    report,
+    balanced,
+    rss,
+    cpuMsPerCharge,
+  }: { report: LoadReport; balanced: boolean; rss: number; cpuMsPerCharge: number },
 ): Row {
   return {
     scenario,
@@ -277,9 +290,10 @@ function throughputRow(
     p50: report.p50,
     p99: report.p99,
     peakRssMb: rss,
-    measured: `${fmt(report.throughput)} charges/s`,
+    measured: `${fmt(report.throughput)} charges/s; ${cpuText(cpuMsPerCharge)}`,
     met: report.throughput >= minimum && balanced,
     booksBalanced: balanced,
+    cpuMsPerCharge,
   };
 }
 
@@ -301,8 +315,9 @@ async function hotOrganization(env: Record<string, string>, timing: Timing) {
       p99: measured.report.p99,
       peakRssMb: measured.rss,
       baseline: base.throughput,
-      measured: `${ratio.toFixed(1)}x baseline`,
+      measured: `${ratio.toFixed(1)}x baseline; ${cpuText(measured.cpuMsPerCharge)}`,
       booksBalanced: measured.balanced,
+      cpuMsPerCharge: measured.cpuMsPerCharge,
     },
   };
 }
@@ -357,6 +372,7 @@ const scenarios: Record<string, Scenario> = {
     const orgs = ['hot-http'];
     const measured = await withService({}, async (service) => {
       await prepareOrganizations(service, orgs);
+      const cpuBefore = cpuSeconds(service.child.pid!);
       const report = await runLoad('http-charges', {
         url: service.url,
         token: await serviceToken(),
@@ -367,7 +383,8 @@ const scenarios: Record<string, Scenario> = {
         ...timing,
       });
       const balanced = await booksBalance(service, orgs, report.charged, 2 * 64);
-      return { report, balanced, rss: peakRssMb(service.child.pid!) };
+      const cpuMsPerCharge = await cpuMsPer(service, cpuBefore, report.charged);
+      return { report, balanced, rss: peakRssMb(service.child.pid!), cpuMsPerCharge };
     });
     rows.push(
       throughputRow(
@@ -394,9 +411,10 @@ const scenarios: Record<string, Scenario> = {
       p50: measured.report.p50,
       p99: measured.report.p99,
       peakRssMb: measured.rss,
-      measured: `p99 ${fmt(measured.report.p99, 2)} ms (service: ${measured.stalls})`,
+      measured: `p99 ${fmt(measured.report.p99, 2)} ms (service: ${measured.stalls}; ${cpuText(measured.cpuMsPerCharge)})`,
       met: measured.report.p99 <= 10 && measured.balanced,
       booksBalanced: measured.balanced,
+      cpuMsPerCharge: measured.cpuMsPerCharge,
     });
   },
 
@@ -617,16 +635,12 @@ async function stallsOf(service: ServiceProcess): Promise<string> {
 
 /** Resolves once the process has used under 10% of a core for a second (boot work done). */
 async function quiet(pid: number, timeoutMs = 120_000): Promise<void> {
-  const cpu = () => {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    return Number(fields[11]) + Number(fields[12]); // utime + stime, in clock ticks (1/100 s)
-  };
   const deadline = Date.now() + timeoutMs;
-  let before = cpu();
+  let before = cpuSeconds(pid);
   while (Date.now() < deadline) {
     await delay(1000);
-    const now = cpu();
-    if (now - before < 10) return;
+    const now = cpuSeconds(pid);
+    if (now - before < 0.1) return;
     before = now;
   }
 }

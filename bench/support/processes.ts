@@ -44,3 +44,19 @@ export function rssMb(pid: number): number {
   const kb = /VmRSS:\s+(\d+) kB/.exec(status);
   return kb ? Number(kb[1]) / 1024 : NaN;
 }
+
+/** Linux's clock ticks a second for /proc times (USER_HZ, 100 on every mainstream kernel). */
+const TICKS_PER_SECOND = 100;
+
+/**
+ * CPU time a process has used so far, all its threads, user and system, in seconds. Per
+ * charge it is steadier than throughput on a shared machine: what the others run changes
+ * how fast the service goes far more than how much work a charge is.
+ */
+export function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name, which is in parentheses and may hold spaces.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+}
