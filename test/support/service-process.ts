@@ -14,7 +14,7 @@ function projectRoot(from = __dirname): string {
 
 export const MAIN = join(projectRoot(), 'dist', 'src', 'main.js');
 
-/** The Node.js flags `npm start` runs the service with (the heap cap), so tests run it alike. */
+/** The Node.js flags `npm start` runs the service with (heap cap, V8 pool), so tests run it alike. */
 export const SERVICE_NODE_FLAGS: string[] = (() => {
   const { scripts } = JSON.parse(readFileSync(join(projectRoot(), 'package.json'), 'utf8')) as {
     scripts: Record<string, string>;
