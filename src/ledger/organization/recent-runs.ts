@@ -35,13 +35,6 @@ export class RecentRuns {
     return new RecentRuns({ copies: new Map(), newest: 0 }, 0, 0);
   }
 
-  /** Runs with distinct ids, recorded in order; the caller does not change them after. */
-  static of(runs: Iterable<CharmRun>): RecentRuns {
-    let recent = RecentRuns.empty();
-    for (const run of runs) recent = recent.set(run);
-    return recent;
-  }
-
   get(runId: string): CharmRun | undefined {
     return this.copyOf(runId)?.run;
   }
