@@ -172,6 +172,15 @@ describe.each(WRITES)('SqliteEventStore, writes %s', (writes) => {
     expect(() => {
       (first[0].data as Record<string, unknown>).changed = true;
     }).toThrow(TypeError);
+    // A page of some types from memory says whether it stopped short of what is kept.
+    const type = first[0].type;
+    expect(writer.readPageOfTypes(0n, 1, [type])).toMatchObject({ scannedTo: 1n, more: true });
+    expect(writer.readPageOfTypes(1n, 10, [type])).toMatchObject({ scannedTo: 3n, more: false });
+    expect(writer.readPageOfTypes(0n, 10, ['NoSuchType'])).toEqual({
+      events: [],
+      scannedTo: 3n,
+      more: false,
+    });
 
     // Another connection writes in between: its events are read from the file, in order.
     await other.appendToStream('organization-b', newEvents(2), 'no_stream');

@@ -439,12 +439,12 @@ export class SqliteEventStore implements EventStore, OrderedAppends, SnapshotSto
 
   /** @internal Events of `types` after `afterPosition`, at most `typesScanWindow` further on. */
   readPageOfTypes(afterPosition: bigint, limit: number, types: readonly string[]): PageOfTypes {
-    // Later commits get higher positions: nothing can appear at or below this head after.
-    const head = this.statements.headPosition.get() as bigint;
     const start = this.recent.indexAfter(afterPosition);
     if (start !== undefined) {
       // Just written here: picked from memory, not scanned for again in the file (the
-      // follow-ups' subscription did that after every append of a hot organization).
+      // follow-ups' subscription did that after every append of a hot organization). Nor is
+      // the head asked for: what another connection wrote after our last append is found
+      // as its writes always are, by the next look (our next append, or the poll).
       const wanted = new Set(types);
       const events: RecordedEvent[] = [];
       let last = start - 1;
@@ -454,8 +454,10 @@ export class SqliteEventStore implements EventStore, OrderedAppends, SnapshotSto
         if (wanted.has(this.recent.type(i))) events.push(this.recent.recorded(i));
       }
       const scannedTo = last < start ? afterPosition : this.recent.position(last);
-      return { events, scannedTo, more: scannedTo < head };
+      return { events, scannedTo, more: last < this.recent.length - 1 };
     }
+    // Later commits get higher positions: nothing can appear at or below this head after.
+    const head = this.statements.headPosition.get() as bigint;
     const window = BigInt(this.options.typesScanWindow);
     const upTo = head - afterPosition > window ? afterPosition + window : head;
     const rows = this.statements.readAllOfTypes.all(
