@@ -634,14 +634,18 @@ async function stallsOf(service: ServiceProcess): Promise<string> {
   return `event-loop delay p99 ${ms(metric('nodejs_eventloop_lag_p99_seconds'))}, max ${ms(metric('nodejs_eventloop_lag_max_seconds'))}; ${gc('major')}; ${gc('incremental')}; ${gc('minor')}; ${within.toFixed(2)}% of charges answered within 10 ms of reaching the handler`;
 }
 
-/** Resolves once the process has used under 10% of a core for a second (boot work done). */
+/**
+ * Resolves once the process has used under 10% of a core for a second (boot work done).
+ * Under `--profile` or `--allocations` the sampling alone can take that much: 30% then.
+ */
 async function quiet(pid: number, timeoutMs = 120_000): Promise<void> {
+  const idle = profiling || samplingAllocations ? 0.3 : 0.1;
   const deadline = Date.now() + timeoutMs;
   let before = cpuSeconds(pid);
   while (Date.now() < deadline) {
     await delay(1000);
     const now = cpuSeconds(pid);
-    if (now - before < 0.1) return;
+    if (now - before < idle) return;
     before = now;
   }
 }
