@@ -207,19 +207,34 @@ async function natsScenario(
   timing: Timing,
   extra: { concurrency?: number; ratePerSecond?: number } = {},
 ) {
+  return measuredLoad(service, organizations, () =>
+    runLoad('nats-charges', {
+      natsUrl: NATS_URL,
+      organizations,
+      userId: USER,
+      concurrency: extra.concurrency ?? 64,
+      ratePerSecond: extra.ratePerSecond,
+      runPrefix: `run-${Date.now()}`,
+      ...timing,
+    }),
+  );
+}
+
+/**
+ * Runs a load against the service and what it did: the load's report, whether the books
+ * balance (`inFlight` as in booksBalance), the peak RSS and the CPU time per charge.
+ */
+async function measuredLoad(
+  service: ServiceProcess,
+  organizations: string[],
+  load: () => Promise<LoadReport>,
+  inFlight = 0,
+) {
   const cpuBefore = cpuSeconds(service.child.pid!);
-  const report = await runLoad('nats-charges', {
-    natsUrl: NATS_URL,
-    organizations,
-    userId: USER,
-    concurrency: extra.concurrency ?? 64,
-    ratePerSecond: extra.ratePerSecond,
-    runPrefix: `run-${Date.now()}`,
-    ...timing,
-  });
+  const report = await load();
   // Before the books are read: reading a thousand balances is not the charges' work.
   const cpuMsPerCharge = await cpuMsPer(service, cpuBefore, report.charged);
-  const balanced = await booksBalance(service, organizations, report.charged);
+  const balanced = await booksBalance(service, organizations, report.charged, inFlight);
   return { report, balanced, rss: peakRssMb(service.child.pid!), cpuMsPerCharge };
 }
 
@@ -373,19 +388,18 @@ const scenarios: Record<string, Scenario> = {
     const orgs = ['hot-http'];
     const measured = await withService({}, async (service) => {
       await prepareOrganizations(service, orgs);
-      const cpuBefore = cpuSeconds(service.child.pid!);
-      const report = await runLoad('http-charges', {
-        url: service.url,
-        token: await serviceToken(),
-        organizationId: orgs[0],
-        userId: USER,
-        connections: 64,
-        runPrefix: `http-${Date.now()}`,
-        ...timing,
-      });
-      const cpuMsPerCharge = await cpuMsPer(service, cpuBefore, report.charged);
-      const balanced = await booksBalance(service, orgs, report.charged, 2 * 64);
-      return { report, balanced, rss: peakRssMb(service.child.pid!), cpuMsPerCharge };
+      const token = await serviceToken();
+      const load = () =>
+        runLoad('http-charges', {
+          url: service.url,
+          token,
+          organizationId: orgs[0],
+          userId: USER,
+          connections: 64,
+          runPrefix: `http-${Date.now()}`,
+          ...timing,
+        });
+      return measuredLoad(service, orgs, load, 2 * 64);
     });
     rows.push(
       throughputRow(

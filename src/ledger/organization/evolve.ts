@@ -71,17 +71,10 @@ function apply(state: OrganizationState, event: OrganizationEvent, at: number): 
       const { runId, charmId, userId, amount, allocations } = event.data;
       // The hot path's event: one copy of the state, not one per step.
       const grants = movedGrants(state.grants, allocations, at, SPENT);
-      const run: CharmRun = {
-        runId,
-        charmId,
-        userId,
-        amount,
-        chargedAt: at,
-        refundable: allocations,
-        refunded: 0,
-        refunds: NO_REFUNDS,
-        availableAfter: availableIn(grants, at),
-      };
+      const run = newRun(
+        { runId, charmId, userId, amount, chargedAt: at, allocations },
+        availableIn(grants, at),
+      );
       return { ...state, grants, runs: state.runs.set(run) };
     }
     case 'CharmRunRefunded': {
@@ -255,8 +248,8 @@ function moveCredits(
   at: number,
   sign: Move,
 ): OrganizationState {
-  if (allocations.length === 0) return state;
-  return { ...state, grants: movedGrants(state.grants, allocations, at, sign) };
+  const grants = movedGrants(state.grants, allocations, at, sign);
+  return grants === state.grants ? state : { ...state, grants };
 }
 
 function movedGrants(
@@ -280,24 +273,29 @@ function movedGrants(
   });
 }
 
-function recordRun(
-  state: OrganizationState,
-  run: Omit<CharmRun, 'refundable' | 'refunded' | 'refunds' | 'availableAfter'> & {
-    allocations: readonly Allocation[];
-  },
-  at: number,
-): OrganizationState {
-  const { allocations, ...rest } = run;
-  return {
-    ...state,
-    runs: state.runs.set({
-      ...rest,
-      refundable: allocations,
-      refunded: 0,
-      refunds: NO_REFUNDS,
-      availableAfter: availableCredits(state, at),
-    }),
+/** What a new run is made of: the charge's facts and where its credits came from. */
+type RunFacts = Omit<CharmRun, 'refundable' | 'refunded' | 'refunds' | 'availableAfter'> & {
+  allocations: readonly Allocation[];
+};
+
+function recordRun(state: OrganizationState, run: RunFacts, at: number): OrganizationState {
+  return { ...state, runs: state.runs.set(newRun(run, availableCredits(state, at))) };
+}
+
+/** A run as charged: nothing refunded yet, and the balance it left. */
+function newRun(facts: RunFacts, availableAfter: number): CharmRun {
+  const run: CharmRun = {
+    runId: facts.runId,
+    charmId: facts.charmId,
+    userId: facts.userId,
+    amount: facts.amount,
+    chargedAt: facts.chargedAt,
+    refundable: facts.allocations,
+    refunded: 0,
+    refunds: NO_REFUNDS,
+    availableAfter,
   };
+  return facts.reservationId === undefined ? run : { ...run, reservationId: facts.reservationId };
 }
 
 const NO_REFUNDS = ImmutableMap<string, number>();

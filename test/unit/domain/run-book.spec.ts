@@ -142,7 +142,7 @@ describe('the recent runs of a book (RecentRuns), recorded in place', () => {
     expect(dropped.has('c')).toBe(false);
   });
 
-  it('never shares the empty runs: two organizations starting from them stay apart', () => {
+  it('keeps the empty runs empty: two organizations starting from them each see their own', () => {
     const empty = RecentRuns.empty();
     const one = empty.set(run('x'));
     const other = empty.set(run('y'));
