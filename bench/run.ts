@@ -5,7 +5,7 @@
  */
 import { spawn } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
@@ -32,6 +32,11 @@ export interface Row {
   booksBalanced?: boolean;
   /** The service's CPU time (all threads) per charge, warm-up included, in ms. */
   cpuMsPerCharge?: number;
+  /** The same for the load process, and for the bench's NATS server (unless BENCH_NATS_URL). */
+  loadCpuMsPerCharge?: number;
+  natsCpuMsPerCharge?: number;
+  /** Charges a second this machine's cores could carry at most, at those three costs. */
+  cpuCeilingPerSecond?: number;
 }
 
 /**
@@ -39,6 +44,8 @@ export interface Row {
  * machine's shared server answers our requests from its queue group. Set by main().
  */
 let NATS_URL = process.env.BENCH_NATS_URL ?? '';
+/** The bench's own NATS server, whose CPU time counts in a charge's cost. */
+let natsPid: number | undefined;
 
 async function startNatsServer(): Promise<() => Promise<void>> {
   const port = await freePort();
@@ -51,6 +58,7 @@ async function startNatsServer(): Promise<() => Promise<void>> {
     },
   );
   NATS_URL = `nats://127.0.0.1:${port}`;
+  natsPid = server.pid;
   for (let attempt = 0; ; attempt += 1) {
     try {
       const probe = await connect({ servers: NATS_URL });
@@ -220,6 +228,13 @@ async function natsScenario(
   );
 }
 
+/** CPU time per charge, in ms: the service's, the load's and the NATS server's. */
+interface CpuPerCharge {
+  service: number;
+  load: number;
+  nats?: number;
+}
+
 /**
  * Runs a load against the service and what it did: the load's report, whether the books
  * balance (`inFlight` as in booksBalance), the peak RSS and the CPU time per charge.
@@ -230,25 +245,45 @@ async function measuredLoad(
   load: () => Promise<LoadReport>,
   inFlight = 0,
 ) {
-  const cpuBefore = cpuSeconds(service.child.pid!);
+  const serviceBefore = cpuSeconds(service.child.pid!);
+  const natsBefore = natsPid === undefined ? undefined : cpuSeconds(natsPid);
   const report = await load();
-  // Before the books are read: reading a thousand balances is not the charges' work.
-  const cpuMsPerCharge = await cpuMsPer(service, cpuBefore, report.charged);
+  // Once the service is quiet again, so that the read side's projections and publishing of
+  // the charges count in their cost; before the books are read, which are not the charges' work.
+  await quiet(service.child.pid!, 30_000);
+  const perCharge = (seconds: number) => (seconds * 1000) / Math.max(1, report.charged);
+  const cpu: CpuPerCharge = {
+    service: perCharge(cpuSeconds(service.child.pid!) - serviceBefore),
+    load: perCharge(report.cpuSeconds),
+    nats: natsBefore === undefined ? undefined : perCharge(cpuSeconds(natsPid!) - natsBefore),
+  };
   const balanced = await booksBalance(service, organizations, report.charged, inFlight);
-  return { report, balanced, rss: peakRssMb(service.child.pid!), cpuMsPerCharge };
+  return { report, balanced, rss: peakRssMb(service.child.pid!), cpu };
 }
 
 /**
- * The service's CPU time since `before`, in ms per charge, once it is quiet again: the read
- * side's projections and publishing of the charges are part of their cost.
+ * The charges a second all cores could carry if they did nothing else: what the throughput
+ * targets are up against on this machine, whatever the service does with its share.
  */
-async function cpuMsPer(service: ServiceProcess, before: number, charges: number) {
-  await quiet(service.child.pid!, 30_000);
-  return ((cpuSeconds(service.child.pid!) - before) * 1000) / Math.max(1, charges);
+function cpuCeiling(cpu: CpuPerCharge): number {
+  return (availableParallelism() * 1000) / (cpu.service + cpu.load + (cpu.nats ?? 0));
 }
 
-/** How the `measured` column shows the service's CPU time per charge. */
-const cpuText = (cpuMsPerCharge: number) => `service CPU ${fmt(cpuMsPerCharge, 3)} ms a charge`;
+/** How the `measured` column shows the CPU time per charge. */
+function cpuText(cpu: CpuPerCharge): string {
+  const others = `load ${fmt(cpu.load, 3)}${cpu.nats === undefined ? '' : `, NATS ${fmt(cpu.nats, 3)}`}`;
+  return `service CPU ${fmt(cpu.service, 3)} ms a charge (${others}; the cores fit ${fmt(cpuCeiling(cpu))}/s)`;
+}
+
+/** The CPU fields of a row. */
+function cpuFields(cpu: CpuPerCharge): Partial<Row> {
+  return {
+    cpuMsPerCharge: cpu.service,
+    loadCpuMsPerCharge: cpu.load,
+    natsCpuMsPerCharge: cpu.nats,
+    cpuCeilingPerSecond: cpuCeiling(cpu),
+  };
+}
 
 const fmt = (value: number | undefined, digits = 0) =>
   value === undefined || Number.isNaN(value) ? '' : value.toFixed(digits);
@@ -296,8 +331,8 @@ function throughputRow(
     report,
     balanced,
     rss,
-    cpuMsPerCharge,
-  }: { report: LoadReport; balanced: boolean; rss: number; cpuMsPerCharge: number },
+    cpu,
+  }: { report: LoadReport; balanced: boolean; rss: number; cpu: CpuPerCharge },
 ): Row {
   return {
     scenario,
@@ -306,10 +341,10 @@ function throughputRow(
     p50: report.p50,
     p99: report.p99,
     peakRssMb: rss,
-    measured: `${fmt(report.throughput)} charges/s; ${cpuText(cpuMsPerCharge)}`,
+    measured: `${fmt(report.throughput)} charges/s; ${cpuText(cpu)}`,
     met: report.throughput >= minimum && balanced,
     booksBalanced: balanced,
-    cpuMsPerCharge,
+    ...cpuFields(cpu),
   };
 }
 
@@ -331,9 +366,9 @@ async function hotOrganization(env: Record<string, string>, timing: Timing) {
       p99: measured.report.p99,
       peakRssMb: measured.rss,
       baseline: base.throughput,
-      measured: `${ratio.toFixed(1)}x baseline; ${cpuText(measured.cpuMsPerCharge)}`,
+      measured: `${ratio.toFixed(1)}x baseline; ${cpuText(measured.cpu)}`,
       booksBalanced: measured.balanced,
-      cpuMsPerCharge: measured.cpuMsPerCharge,
+      ...cpuFields(measured.cpu),
     },
   };
 }
@@ -426,10 +461,10 @@ const scenarios: Record<string, Scenario> = {
       p50: measured.report.p50,
       p99: measured.report.p99,
       peakRssMb: measured.rss,
-      measured: `p99 ${fmt(measured.report.p99, 2)} ms (service: ${measured.stalls}; ${cpuText(measured.cpuMsPerCharge)})`,
+      measured: `p99 ${fmt(measured.report.p99, 2)} ms (service: ${measured.stalls}; ${cpuText(measured.cpu)})`,
       met: measured.report.p99 <= 10 && measured.balanced,
       booksBalanced: measured.balanced,
-      cpuMsPerCharge: measured.cpuMsPerCharge,
+      ...cpuFields(measured.cpu),
     });
   },
 

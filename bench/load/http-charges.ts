@@ -3,7 +3,7 @@
  * request. Prints one JSON LoadReport line (charged: credits of the 201 answers).
  */
 import autocannon from 'autocannon';
-import { type LoadReport, runMain } from '../support/stats';
+import { type LoadReport, ownCpuSeconds, runMain } from '../support/stats';
 
 interface Options {
   url: string;
@@ -60,6 +60,7 @@ async function main(): Promise<void> {
     p50: result.latency.p50,
     p99: result.latency.p99,
     charged: created,
+    cpuSeconds: ownCpuSeconds(),
   };
   process.stdout.write(`${JSON.stringify(report)}\n`);
 }

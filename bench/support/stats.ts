@@ -37,6 +37,14 @@ export interface LoadReport {
   p99: number;
   /** Credits charged by acknowledged requests, over the whole run (warm-up included). */
   charged: number;
+  /** The load process's own CPU time over the whole run (warm-up included), in seconds. */
+  cpuSeconds: number;
+}
+
+/** CPU time this process has used so far, user and system, in seconds. */
+export function ownCpuSeconds(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1e6;
 }
 
 export type Outcomes = Pick<LoadReport, 'completed' | 'ok' | 'rejected' | 'failed'>;
@@ -54,6 +62,7 @@ export function printReport(
     throughput: counts.ok / seconds,
     ...latencies.summary(),
     charged,
+    cpuSeconds: ownCpuSeconds(),
   };
   process.stdout.write(`${JSON.stringify(report)}\n`);
 }
