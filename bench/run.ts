@@ -451,8 +451,9 @@ const scenarios: Record<string, Scenario> = {
     const rate = Math.max(100, Math.round((hotRate ?? latencyRate * 2) / 2));
     const measured = await withService({}, async (service) => {
       await prepareOrganizations(service, orgs);
-      const result = await natsScenario(service, orgs, timing, { ratePerSecond: rate });
-      return { ...result, stalls: await stallsOf(service) };
+      return withStalls(service, () =>
+        natsScenario(service, orgs, timing, { ratePerSecond: rate }),
+      );
     });
     rows.push({
       scenario: `latency at half the hot rate (${rate}/s, open loop)`,
@@ -667,20 +668,32 @@ async function memoryOf(service: ServiceProcess): Promise<string> {
   return `heap ${megabytes('nodejs_heap_size_used_bytes')} of ${megabytes('nodejs_heap_size_total_bytes')}, external ${megabytes('nodejs_external_memory_bytes')}`;
 }
 
-/** How long the service's event loop was held up, and by garbage collection, since start. */
-async function stallsOf(service: ServiceProcess): Promise<string> {
-  const metric = await metricsOf(service);
+/**
+ * Runs `load` and adds how long the service's event loop was held up meanwhile, and by
+ * garbage collection: the metrics read before it reset the event-loop delay histogram
+ * (prom-client resets it on every read), the counters are differences, so that the service's
+ * start and the organizations' setup are not counted.
+ */
+async function withStalls<Measured>(
+  service: ServiceProcess,
+  load: () => Promise<Measured>,
+): Promise<Measured & { stalls: string }> {
+  const before = await metricsOf(service);
+  const measured = await load();
+  const after = await metricsOf(service);
+  // A counter that was never set has no line: zero.
+  const grew = (name: string) => (after(name) || 0) - (before(name) || 0);
   const ms = (seconds: number) => `${(seconds * 1000).toFixed(1)} ms`;
-  // A kind that never ran has no line.
   const gc = (kind: string) =>
-    `${metric(`nodejs_gc_duration_seconds_count{kind="${kind}"}`) || 0} ${kind} GCs, ${ms(metric(`nodejs_gc_duration_seconds_sum{kind="${kind}"}`) || 0)}`;
+    `${grew(`nodejs_gc_duration_seconds_count{kind="${kind}"}`)} ${kind} GCs, ${ms(grew(`nodejs_gc_duration_seconds_sum{kind="${kind}"}`))}`;
   // The ledger's own share of a charge's time: from its handler to its reply, warm-up included.
   const charges = (le: string) =>
-    metric(
+    grew(
       `ledger_nats_request_seconds_bucket{le="${le}",subject="ledger.charm-runs.charge",outcome="ok"}`,
     );
   const within = (100 * charges('0.01')) / charges('+Inf');
-  return `event-loop delay p99 ${ms(metric('nodejs_eventloop_lag_p99_seconds'))}, max ${ms(metric('nodejs_eventloop_lag_max_seconds'))}; ${gc('major')}; ${gc('incremental')}; ${gc('minor')}; ${within.toFixed(2)}% of charges answered within 10 ms of reaching the handler`;
+  const stalls = `event-loop delay p99 ${ms(after('nodejs_eventloop_lag_p99_seconds'))}, max ${ms(after('nodejs_eventloop_lag_max_seconds'))}; ${gc('major')}; ${gc('incremental')}; ${gc('minor')}; ${within.toFixed(2)}% of charges answered within 10 ms of reaching the handler`;
+  return { ...measured, stalls };
 }
 
 /**
