@@ -15,7 +15,8 @@ import { createTestDatabase } from '../test/support/postgres';
 import { freePort, startService, type ServiceProcess } from '../test/support/service-process';
 import { serviceToken, TEST_SECRET, tokenFor } from '../test/support/tokens';
 import { historyDataset, manyOrganizationsDataset } from './datasets';
-import { cpuSeconds, peakRssMb, runLoad } from './support/processes';
+import { cpuSeconds, peakRssMb, runLoad, threadCpuSeconds } from './support/processes';
+import { THREAD_NAMES } from '../src/threads/thread-name';
 import { allocationProfile, threadProfiles } from './support/profile';
 import type { LoadReport } from './support/stats';
 
@@ -32,6 +33,8 @@ export interface Row {
   booksBalanced?: boolean;
   /** The service's CPU time (all threads) per charge, warm-up included, in ms. */
   cpuMsPerCharge?: number;
+  /** The same by the service's thread. */
+  cpuMsPerChargeByThread?: Record<string, number>;
   /** The same for the load process, and for the bench's NATS server (unless BENCH_NATS_URL). */
   loadCpuMsPerCharge?: number;
   natsCpuMsPerCharge?: number;
@@ -231,8 +234,34 @@ async function natsScenario(
 /** CPU time per charge, in ms: the service's, the load's and the NATS server's. */
 interface CpuPerCharge {
   service: number;
+  /** The service's, by thread: each of its own, and the rest (V8's GC helper, libuv) together. */
+  serviceThreads: Record<string, number>;
   load: number;
   nats?: number;
+}
+
+/** The service's threads as the bench shows them, by the names it gives them. */
+const SERVICE_THREADS: [label: string, name: string][] = [
+  ['request thread', 'main'],
+  ['read side', THREAD_NAMES.readSide],
+  ['event-store writer', THREAD_NAMES.eventStoreWriter],
+];
+
+/** Each of the service's threads' share of `serviceSeconds`, the rest as `other threads`. */
+function byThread(
+  before: Map<string, number>,
+  after: Map<string, number>,
+  serviceSeconds: number,
+): Record<string, number> {
+  const shares: Record<string, number> = {};
+  let named = 0;
+  for (const [label, name] of SERVICE_THREADS) {
+    if (!after.has(name)) continue;
+    shares[label] = (after.get(name) ?? 0) - (before.get(name) ?? 0);
+    named += shares[label];
+  }
+  shares['other threads'] = serviceSeconds - named;
+  return shares;
 }
 
 /**
@@ -246,14 +275,20 @@ async function measuredLoad(
   inFlight = 0,
 ) {
   const serviceBefore = cpuSeconds(service.child.pid!);
+  const threadsBefore = threadCpuSeconds(service.child.pid!);
   const natsBefore = natsPid === undefined ? undefined : cpuSeconds(natsPid);
   const report = await load();
   // Once the service is quiet again, so that the read side's projections and publishing of
   // the charges count in their cost; before the books are read, which are not the charges' work.
   await quiet(service.child.pid!, 30_000);
   const perCharge = (seconds: number) => (seconds * 1000) / Math.max(1, report.charged);
+  const serviceSeconds = cpuSeconds(service.child.pid!) - serviceBefore;
+  const threads = byThread(threadsBefore, threadCpuSeconds(service.child.pid!), serviceSeconds);
   const cpu: CpuPerCharge = {
-    service: perCharge(cpuSeconds(service.child.pid!) - serviceBefore),
+    service: perCharge(serviceSeconds),
+    serviceThreads: Object.fromEntries(
+      Object.entries(threads).map(([label, seconds]) => [label, perCharge(seconds)]),
+    ),
     load: perCharge(report.cpuSeconds),
     nats: natsBefore === undefined ? undefined : perCharge(cpuSeconds(natsPid!) - natsBefore),
   };
@@ -271,14 +306,18 @@ function cpuCeiling(cpu: CpuPerCharge): number {
 
 /** How the `measured` column shows the CPU time per charge. */
 function cpuText(cpu: CpuPerCharge): string {
+  const threads = Object.entries(cpu.serviceThreads)
+    .map(([label, ms]) => `${label} ${fmt(ms, 3)}`)
+    .join(', ');
   const others = `load ${fmt(cpu.load, 3)}${cpu.nats === undefined ? '' : `, NATS ${fmt(cpu.nats, 3)}`}`;
-  return `service CPU ${fmt(cpu.service, 3)} ms a charge (${others}; the cores fit ${fmt(cpuCeiling(cpu))}/s)`;
+  return `service CPU ${fmt(cpu.service, 3)} ms a charge (${threads}; ${others}; the cores fit ${fmt(cpuCeiling(cpu))}/s)`;
 }
 
 /** The CPU fields of a row. */
 function cpuFields(cpu: CpuPerCharge): Partial<Row> {
   return {
     cpuMsPerCharge: cpu.service,
+    cpuMsPerChargeByThread: cpu.serviceThreads,
     loadCpuMsPerCharge: cpu.load,
     natsCpuMsPerCharge: cpu.nats,
     cpuCeilingPerSecond: cpuCeiling(cpu),

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LoadReport } from './stats';
 
@@ -54,7 +54,30 @@ const TICKS_PER_SECOND = 100;
  * how fast the service goes far more than how much work a charge is.
  */
 export function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return cpuOfStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+}
+
+/**
+ * CPU time of each thread of a process, in seconds, summed by the thread's name (the
+ * service names its own, see `src/threads/thread-name.ts`); the main thread is `main`. A
+ * thread that has exited is no longer listed, though the process's total still counts it.
+ */
+export function threadCpuSeconds(pid: number): Map<string, number> {
+  const byName = new Map<string, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const task = `/proc/${pid}/task/${tid}`;
+      const name = Number(tid) === pid ? 'main' : readFileSync(`${task}/comm`, 'utf8').trim();
+      byName.set(name, (byName.get(name) ?? 0) + cpuOfStat(readFileSync(`${task}/stat`, 'utf8')));
+    } catch {
+      // The thread exited while we looked.
+    }
+  }
+  return byName;
+}
+
+/** User and system time in a `/proc/.../stat` line, in seconds. */
+function cpuOfStat(stat: string): number {
   // Fields after the command name, which is in parentheses and may hold spaces.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.

@@ -5,6 +5,7 @@ import type { LedgerConfig } from '../config/config';
 import { openEventStore } from '../event-store/open-event-store';
 import { connectWhenReachable } from '../nats/connection';
 import { ledgerPublisher } from '../nats/jetstream-publisher';
+import { nameThisThread, THREAD_NAMES } from '../threads/thread-name';
 import { crashAt } from '../write/crash-at';
 import { raiseCheckpointValve, readModelDataSource } from './read-model-database';
 import { ProjectionRunner } from './projection-runner';
@@ -14,6 +15,7 @@ import type { ReadSideOrder, ReadSideReport } from './read-side-thread';
  * The read side's thread (see ReadSideThread): the projection runner and the JetStream
  * publisher, on connections of their own. Logs go to the service, which writes them.
  */
+nameThisThread(THREAD_NAMES.readSide);
 const port = parentPort!;
 const { config } = workerData as { config: LedgerConfig };
 const report = (message: ReadSideReport) => port.postMessage(message);

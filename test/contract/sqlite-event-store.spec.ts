@@ -18,6 +18,8 @@ import {
 } from '../../src/event-store/sqlite/sqlite-event-store';
 import { RecentEvents } from '../../src/event-store/sqlite/recent-events';
 import { SqliteWriterThread } from '../../src/event-store/sqlite/sqlite-writer';
+import { THREAD_NAMES } from '../../src/threads/thread-name';
+import { threadNames } from '../support/threads';
 import { describeEventStoreContract, newEvent, newEvents, waitFor } from './event-store.contract';
 
 let dir: string;
@@ -131,7 +133,7 @@ describe.each(WRITES)('SqliteEventStore, writes %s', (writes) => {
     expect(readFileSync(file).equals(damaged)).toBe(true);
   });
 
-  it('with background checkpoints, copies the log into the file from its own thread', async () => {
+  it('with background checkpoints, copies the log into the file from its own thread, named for it', async () => {
     const file = newFile();
     const store = open(file, { walCheckpoints: 'background' });
     const sizeOf = (path: string) => {
@@ -149,6 +151,7 @@ describe.each(WRITES)('SqliteEventStore, writes %s', (writes) => {
     expect(sizeOf(`${file}-wal`)).toBeGreaterThan(0);
     // The file itself grows only when a checkpoint copies the pages in.
     await waitFor(() => sizeOf(file) > before + 100_000, 'a background checkpoint', 5_000);
+    expect(threadNames()).toContain(THREAD_NAMES.walCheckpointer);
     const reopened = new Database(file, { readonly: true });
     try {
       expect(reopened.prepare('SELECT count(*) FROM events').pluck().get()).toBe(1_000);
@@ -541,7 +544,7 @@ describe('SqliteWriterThread', () => {
     await thread.close();
   });
 
-  it('takes the next batch while one is committing, and writes and answers them in order', async () => {
+  it('takes the next batch while one is committing, and writes and answers them in order, on a thread named for it', async () => {
     const file = newFile();
     // The store lays out the file; the thread writes it as the service's store does.
     await new SqliteEventStore(file).close();
@@ -566,6 +569,7 @@ describe('SqliteWriterThread', () => {
     const outcomes = await Promise.all(
       batches.map((batch) => thread.write({ ...batch, snapshots: [] })),
     );
+    expect(threadNames()).toContain(THREAD_NAMES.eventStoreWriter);
     await thread.close();
     expect(outcomes).toEqual([
       { appends: [{ written: { nextExpectedRevision: 1n, position: 2n } }], snapshots: [] },

@@ -10,11 +10,13 @@ import { LEDGER_ACTOR } from '../../src/ledger/actor';
 import { LEDGER_EVENTS_STREAM } from '../../src/nats/jetstream-publisher';
 import { readModelDataSource } from '../../src/read/read-model-database';
 import { ReadSideThread, readSideWorker } from '../../src/read/read-side-thread';
+import { THREAD_NAMES } from '../../src/threads/thread-name';
 import type { WorkerScript } from '../../src/threads/worker-script';
 import { AggregateWriter } from '../../src/write/aggregate-writer';
 import { organizationAggregate } from '../../src/write/writers';
 import { newDataDir, removeDataDir, TestClock } from '../support/ledger-app';
 import { createOrganization, grantCredits } from '../support/organization-commands';
+import { threadNames } from '../support/threads';
 import { TEST_SECRET } from '../support/tokens';
 
 const NATS_URL = process.env.TEST_NATS_URL ?? 'nats://127.0.0.1:4222';
@@ -133,6 +135,8 @@ describe('the read side in its own thread', () => {
     await charge('r2', 5);
     const thread = readSide();
     await thread.start();
+    // Named, so that top -H and the bench tell it from the request thread.
+    expect(threadNames()).toContain(THREAD_NAMES.readSide);
     const head = await store.headPosition();
 
     expect(await thread.progress.waitFor(head, 10_000)).toBe(true);

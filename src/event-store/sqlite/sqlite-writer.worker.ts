@@ -1,5 +1,6 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
+import { nameThisThread, THREAD_NAMES } from '../../threads/thread-name';
 import {
   prepareWriteConnection,
   SqliteWriter,
@@ -8,6 +9,7 @@ import {
 } from './sqlite-writer';
 
 /** The event store's writer thread (see SqliteWriterThread). */
+nameThisThread(THREAD_NAMES.eventStoreWriter);
 const options = workerData as WriteConnectionOptions & { filename: string };
 const db = new Database(options.filename);
 prepareWriteConnection(db, options);

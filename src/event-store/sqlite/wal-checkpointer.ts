@@ -1,4 +1,5 @@
 import { Worker } from 'node:worker_threads';
+import { THREAD_NAMES } from '../../threads/thread-name';
 
 /**
  * Copies SQLite files' write-ahead logs back into the files from a thread of their own.
@@ -46,7 +47,11 @@ export class WalCheckpointer {
   private static start(): Worker {
     const worker = new Worker(WORKER_SOURCE, {
       eval: true,
-      workerData: { everyMs: 200, driver: require.resolve('better-sqlite3') },
+      workerData: {
+        everyMs: 200,
+        driver: require.resolve('better-sqlite3'),
+        name: THREAD_NAMES.walCheckpointer,
+      },
     });
     // A checkpoint that fails is retried on the next tick; the log only grows meanwhile.
     worker.on('error', () => undefined);
@@ -59,6 +64,10 @@ export class WalCheckpointer {
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const Database = require(workerData.driver);
+// As nameThisThread does (this source is not compiled, so it cannot import it).
+try {
+  require('node:fs').writeFileSync('/proc/thread-self/comm', workerData.name);
+} catch {}
 const connections = new Map();
 parentPort.on('message', ({ add, remove }) => {
   if (add !== undefined && !connections.has(add)) {
