@@ -512,6 +512,9 @@ describeInBrowser('console in a real browser', () => {
     await page.keyboard.press('Shift+Tab');
     expect(await focused()).toBe('Usage');
     await page.keyboard.press('Enter');
+    // The page holds the key column's "Day" before the view opens: wait for the view itself
+    // (a loaded machine checked the focus before the route had changed).
+    await page.locator('#usage').waitFor({ state: 'visible', timeout: 10_000 });
     await expectText(page, '#usage-key-header', 'Day');
     expect(await focused()).toBe('usage-title');
     for (const label of ['From', 'To', 'Group by']) {
