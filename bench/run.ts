@@ -15,7 +15,13 @@ import { createTestDatabase } from '../test/support/postgres';
 import { freePort, startService, type ServiceProcess } from '../test/support/service-process';
 import { serviceToken, TEST_SECRET, tokenFor } from '../test/support/tokens';
 import { historyDataset, manyOrganizationsDataset } from './datasets';
-import { cpuSeconds, peakRssMb, runLoad, threadCpuSeconds } from './support/processes';
+import {
+  cpuSeconds,
+  machineTicks,
+  peakRssMb,
+  runLoad,
+  threadCpuSeconds,
+} from './support/processes';
 import { THREAD_NAMES } from '../src/threads/thread-name';
 import { allocationProfile, threadProfiles } from './support/profile';
 import type { LoadReport } from './support/stats';
@@ -40,6 +46,8 @@ export interface Row {
   natsCpuMsPerCharge?: number;
   /** Charges a second this machine's cores could carry at most, at those three costs. */
   cpuCeilingPerSecond?: number;
+  /** The share of the machine's CPU time left idle while the load ran (warm-up included). */
+  idleShare?: number;
 }
 
 /**
@@ -238,6 +246,8 @@ interface CpuPerCharge {
   serviceThreads: Record<string, number>;
   load: number;
   nats?: number;
+  /** The share of the machine's CPU time left idle while the load ran. */
+  idle: number;
 }
 
 /** The service's threads as the bench shows them, by the names it gives them. */
@@ -277,7 +287,9 @@ async function measuredLoad(
   const serviceBefore = cpuSeconds(service.child.pid!);
   const threadsBefore = threadCpuSeconds(service.child.pid!);
   const natsBefore = natsPid === undefined ? undefined : cpuSeconds(natsPid);
+  const machineBefore = machineTicks();
   const report = await load();
+  const machineAfter = machineTicks();
   // Once the service is quiet again, so that the read side's projections and publishing of
   // the charges count in their cost; before the books are read, which are not the charges' work.
   await quiet(service.child.pid!, 30_000);
@@ -291,6 +303,9 @@ async function measuredLoad(
     ),
     load: perCharge(report.cpuSeconds),
     nats: natsBefore === undefined ? undefined : perCharge(cpuSeconds(natsPid!) - natsBefore),
+    idle:
+      (machineAfter.idle - machineBefore.idle) /
+      Math.max(1, machineAfter.total - machineBefore.total),
   };
   const balanced = await booksBalance(service, organizations, report.charged, inFlight);
   return { report, balanced, rss: peakRssMb(service.child.pid!), cpu };
@@ -310,7 +325,7 @@ function cpuText(cpu: CpuPerCharge): string {
     .map(([label, ms]) => `${label} ${fmt(ms, 3)}`)
     .join(', ');
   const others = `load ${fmt(cpu.load, 3)}${cpu.nats === undefined ? '' : `, NATS ${fmt(cpu.nats, 3)}`}`;
-  return `service CPU ${fmt(cpu.service, 3)} ms a charge (${threads}; ${others}; the cores fit ${fmt(cpuCeiling(cpu))}/s)`;
+  return `service CPU ${fmt(cpu.service, 3)} ms a charge (${threads}; ${others}; the cores fit ${fmt(cpuCeiling(cpu))}/s, and were ${fmt(cpu.idle * 100)}% idle)`;
 }
 
 /** The CPU fields of a row. */
@@ -321,6 +336,7 @@ function cpuFields(cpu: CpuPerCharge): Partial<Row> {
     loadCpuMsPerCharge: cpu.load,
     natsCpuMsPerCharge: cpu.nats,
     cpuCeilingPerSecond: cpuCeiling(cpu),
+    idleShare: cpu.idle,
   };
 }
 
