@@ -266,8 +266,9 @@ function byThread(
   const shares: Record<string, number> = {};
   let named = 0;
   for (const [label, name] of SERVICE_THREADS) {
-    if (!after.has(name)) continue;
-    shares[label] = (after.get(name) ?? 0) - (before.get(name) ?? 0);
+    const now = after.get(name);
+    if (now === undefined) continue;
+    shares[label] = now - (before.get(name) ?? 0);
     named += shares[label];
   }
   shares['other threads'] = serviceSeconds - named;

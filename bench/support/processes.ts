@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { threadsOf } from '../../test/support/threads';
 import type { LoadReport } from './stats';
 
 /** Runs a compiled load process (dist/bench/load/<name>.js) and returns its report. */
@@ -64,11 +65,11 @@ export function cpuSeconds(pid: number): number {
  */
 export function threadCpuSeconds(pid: number): Map<string, number> {
   const byName = new Map<string, number>();
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+  for (const { tid, name } of threadsOf(pid)) {
     try {
-      const task = `/proc/${pid}/task/${tid}`;
-      const name = Number(tid) === pid ? 'main' : readFileSync(`${task}/comm`, 'utf8').trim();
-      byName.set(name, (byName.get(name) ?? 0) + cpuOfStat(readFileSync(`${task}/stat`, 'utf8')));
+      const seconds = cpuOfStat(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8'));
+      const key = tid === pid ? 'main' : name;
+      byName.set(key, (byName.get(key) ?? 0) + seconds);
     } catch {
       // The thread exited while we looked.
     }
