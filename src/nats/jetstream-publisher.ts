@@ -1,10 +1,10 @@
 import type { NatsConnection } from '@nats-io/transport-node';
-import { jetstreamManager, StorageType, type PubAck } from '@nats-io/jetstream';
+import { jetstreamManager, StorageType } from '@nats-io/jetstream';
 import type { DataSource } from 'typeorm';
 import type { LedgerConfig } from '../config/config';
 import type { EventStore, RecordedEvent } from '../event-store/event-store';
 import { saveCheckpoint } from '../read/projection-runner';
-import { publishToJetStream } from './jetstream-acks';
+import { publishChained, publishToJetStream, type JetStreamMessage } from './jetstream-acks';
 import { InboxRequests } from './inbox-requests';
 
 export const LEDGER_EVENTS_STREAM = 'LEDGER_EVENTS';
@@ -15,6 +15,15 @@ const DUPLICATE_WINDOW_NANOS = 2 * 60 * 1_000_000_000;
 export function subjectOf(event: RecordedEvent): string {
   const dash = event.streamId.indexOf('-');
   return `ledger.events.${event.streamId.slice(0, dash)}.${event.streamId.slice(dash + 1)}.${event.type}`;
+}
+
+/** The event as JetStream gets it: its subject, its body, its id as `Nats-Msg-Id`. */
+function jetStreamMessageOf(event: RecordedEvent): JetStreamMessage {
+  return {
+    subject: subjectOf(event),
+    payload: JSON.stringify(messageOf(event)),
+    messageId: event.eventId,
+  };
 }
 
 /** The body consumers get (API.md): positions as decimal strings, never rounded. */
@@ -124,7 +133,7 @@ export class JetStreamPublisher {
     // Sent in order on one connection; acks awaited a window at a time.
     for (let start = 0; start < page.length; start += maxInFlight) {
       const window = page.slice(start, start + maxInFlight);
-      const acks = await Promise.allSettled(window.map((event) => this.publish(inbox, event)));
+      const acks = await this.publishWindow(connection, inbox, window);
       this.announceLowBalances(connection, window, acks);
       const failed = acks.findIndex((ack) => ack.status === 'rejected');
       const done = failed === -1 ? window : window.slice(0, failed);
@@ -144,7 +153,7 @@ export class JetStreamPublisher {
   private announceLowBalances(
     connection: NatsConnection,
     window: RecordedEvent[],
-    acks: PromiseSettledResult<PubAck>[],
+    acks: PromiseSettledResult<unknown>[],
   ) {
     window.forEach((event, index) => {
       if (event.type !== 'LowBalanceReached' || acks[index].status !== 'fulfilled') return;
@@ -161,13 +170,23 @@ export class JetStreamPublisher {
     });
   }
 
-  private publish(acks: InboxRequests, event: RecordedEvent): Promise<PubAck> {
-    // The event id as Nats-Msg-Id: JetStream drops a repeat within its window.
-    return publishToJetStream(
-      acks,
-      subjectOf(event),
-      JSON.stringify(messageOf(event)),
-      event.eventId,
+  /**
+   * Each event's ack: the window chained (see publishChained), or one ack per event when the
+   * chain broke.
+   */
+  private async publishWindow(
+    connection: NatsConnection,
+    inbox: InboxRequests,
+    window: RecordedEvent[],
+  ): Promise<PromiseSettledResult<unknown>[]> {
+    const messages = window.map(jetStreamMessageOf);
+    if (await publishChained(connection, inbox, messages)) {
+      return messages.map(() => ({ status: 'fulfilled', value: undefined }));
+    }
+    return Promise.allSettled(
+      messages.map(({ subject, payload, messageId }) =>
+        publishToJetStream(inbox, subject, payload, messageId),
+      ),
     );
   }
 

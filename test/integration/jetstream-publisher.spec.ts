@@ -3,8 +3,13 @@ import { AckPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { SqliteEventStore } from '../../src/event-store/sqlite/sqlite-event-store';
 import { InboxRequests } from '../../src/nats/inbox-requests';
-import { publishToJetStream } from '../../src/nats/jetstream-acks';
-import { JetStreamPublisher, LEDGER_EVENTS_STREAM } from '../../src/nats/jetstream-publisher';
+import { publishChained, publishToJetStream } from '../../src/nats/jetstream-acks';
+import {
+  JetStreamPublisher,
+  LEDGER_EVENTS_STREAM,
+  messageOf,
+  subjectOf,
+} from '../../src/nats/jetstream-publisher';
 
 const NATS_URL = process.env.TEST_NATS_URL ?? 'nats://127.0.0.1:4222';
 
@@ -107,6 +112,35 @@ describe('JetStream publisher', () => {
     );
   });
 
+  it('sends a window again one ack at a time when JetStream drops one of its events', async () => {
+    let saved = await store.headPosition();
+    const publisher = new JetStreamPublisher(
+      store,
+      { load: async () => saved, save: async (position) => void (saved = position) },
+      () => nats,
+      { idleMs: 10, maxInFlight: 8 },
+    );
+    await append(12, 100);
+    // Another publisher (a second instance, say) already sent the sixth: JetStream drops it.
+    const events = await store.readAll({ fromPosition: saved, maxCount: 12 });
+    const requests = new InboxRequests(nats, 5000);
+    await publishToJetStream(
+      requests,
+      subjectOf(events[5]),
+      JSON.stringify(messageOf(events[5])),
+      events[5].eventId,
+    );
+    requests.close();
+    await publisher.start();
+    for (let i = 0; i < 200 && publisher.position < (await store.headPosition()); i++)
+      await new Promise((r) => setTimeout(r, 25));
+    await publisher.stop();
+    expect(saved).toBe(await store.headPosition());
+    const runIds = (await published()).map((message) => message.body.data.runId).slice(-12);
+    expect([...runIds].sort()).toEqual(Array.from({ length: 12 }, (_, i) => `r${100 + i}`));
+    expect(runIds[0]).toBe('r105');
+  });
+
   it('waits without NATS and catches up once it is there', async () => {
     let saved = await store.headPosition();
     const natsWhenUp: { current?: NatsConnection } = {};
@@ -204,6 +238,65 @@ describe('requests on one inbox', () => {
       await expect(
         publishToJetStream(requests, `nostream-${name}.x`, 'x', 'id-3'),
       ).rejects.toThrow();
+    } finally {
+      requests.close();
+    }
+  });
+
+  it('publishes a chain with two acks, and stores nothing after a message JetStream drops', async () => {
+    const jsm = await jetstreamManager(nats);
+    const requests = new InboxRequests(nats, 5000);
+    const message = (id: string, to = `${subject}.chain`) => ({
+      subject: to,
+      payload: id,
+      messageId: id,
+    });
+    const held = async () => {
+      const { first_seq, last_seq } = (await jsm.streams.info(name)).state;
+      const bodies: string[] = [];
+      for (let seq = first_seq; seq <= last_seq; seq++) {
+        const stored = await jsm.streams.getMessage(name, { seq });
+        bodies.push(new TextDecoder().decode(stored!.data));
+      }
+      return bodies.filter((body) => body.startsWith('c'));
+    };
+    try {
+      expect(
+        await publishChained(
+          nats,
+          requests,
+          ['c1', 'c2', 'c3'].map((id) => message(id)),
+        ),
+      ).toBe(true);
+      expect(await held()).toEqual(['c1', 'c2', 'c3']);
+
+      // A repeated id in the middle is dropped: the messages after it are refused.
+      expect(
+        await publishChained(
+          nats,
+          requests,
+          ['c4', 'c2', 'c5', 'c6'].map((id) => message(id)),
+        ),
+      ).toBe(false);
+      // So is one no stream takes.
+      expect(
+        await publishChained(nats, requests, [
+          message('c7'),
+          message('c8', `nowhere-${name}.x`),
+          message('c9'),
+        ]),
+      ).toBe(false);
+      expect(await held()).toEqual(['c1', 'c2', 'c3', 'c4', 'c7']);
+
+      // A chain whose first message was stored before is not taken as stored by this one.
+      expect(
+        await publishChained(
+          nats,
+          requests,
+          ['c7', 'c10'].map((id) => message(id)),
+        ),
+      ).toBe(false);
+      expect(await publishChained(nats, requests, [message('c11')])).toBe(true);
     } finally {
       requests.close();
     }
