@@ -112,6 +112,21 @@ describe('the write pipeline (group commit per organization)', () => {
     );
   });
 
+  it('gives events UUIDs that sort in the order they were written (the id index grows at its end)', async () => {
+    const organizations = writer();
+    await organizationWith(organizations, 'hot', 100);
+    for (let round = 0; round < 3; round++) {
+      await Promise.all(
+        Array.from({ length: 20 }, (_, i) => charge(organizations, 'hot', `r${round}-${i}`)),
+      );
+    }
+    const ids = (await store.readStream('organization-hot')).map((event) => event.eventId);
+    expect(ids).toHaveLength(62);
+    for (const id of ids)
+      expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect([...ids].sort()).toEqual(ids);
+  });
+
   it('puts commands that arrive in the same turn into one write, however late in that turn', async () => {
     const organizations = writer();
     await organizationWith(organizations, 'hot', 100);
