@@ -36,9 +36,9 @@ export interface JetStreamMessage {
 /**
  * Publishes `messages` as a chain: each after the first only if the stream's last message is
  * the one before it (`Nats-Expected-Last-Msg-Id`), and only the first and the last acked.
- * Something JetStream drops in between (a repeat of an id, a refusal, another publisher's
- * message) breaks the chain: every later message is refused too, so the last one's ack says
- * so. Resolves to true when both acks are new and `messages.length - 1` apart, so that all
+ * A message that is not stored (a repeat of an id, which JetStream drops; a refusal), or
+ * another publisher's message in between, breaks the chain: every later message is refused
+ * too, so the last one's ack says so. Resolves to true when both acks are new and `messages.length - 1` apart, so that all
  * of them were stored, in a row and in order; to false otherwise, and the caller sends them
  * again one ack each (their ids keep the ones already stored from being stored twice). Two
  * acks a window instead of one a message: what JetStream sends back, and this process
@@ -49,6 +49,7 @@ export async function publishChained(
   requests: InboxRequests,
   messages: JetStreamMessage[],
 ): Promise<boolean> {
+  if (messages.length === 0) return true;
   const headersFor = (index: number) => {
     const header = headers();
     header.set(PubHeaders.MsgIdHdr, messages[index].messageId);
