@@ -2,7 +2,7 @@ import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fa
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import type { FastifyBodyParser, FastifyReply, FastifyRequest } from 'fastify';
 import { ValidationFailed } from '../../ledger/errors';
-import { REQUEST_ID_HEADER, requestIdOf } from '../../logging/logging.module';
+import { logRequests, REQUEST_ID_HEADER, requestIdOf } from '../../logging/logging.module';
 import { serveConsole } from './console';
 import { answerRouterRejection, ProblemDetailsFilter } from './problem-details.filter';
 import { LedgerValidationPipe } from './validation.pipe';
@@ -48,7 +48,8 @@ export function configureHttp(app: NestFastifyApplication): void {
     void reply.header(REQUEST_ID_HEADER, request.id);
     done();
   });
-  // Before any parser (and after the request logger): a body that is not JSON is refused.
+  logRequests(fastify);
+  // Before any parser: a body that is not JSON is refused.
   fastify.addHook('preParsing', requireJsonBody);
   // application/json and any application/*+json; Nest then adds no JSON parser of its own.
   const parseJson = jsonDocumentParser(app);

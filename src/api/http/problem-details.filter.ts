@@ -10,7 +10,7 @@ import {
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { throwError } from 'rxjs';
 import { FieldError, LedgerError, LedgerErrorCode, ValidationFailed } from '../../ledger/errors';
-import { REQUEST_ID_HEADER } from '../../logging/logging.module';
+import { logAnswer, REQUEST_ID_HEADER, requestFields } from '../../logging/logging.module';
 import { isDependencyUnavailable } from '../dependency-errors';
 
 /** The API's error codes, plus INTERNAL for what is always a bug of ours. */
@@ -114,7 +114,10 @@ export class ProblemDetailsFilter implements ExceptionFilter {
       // Too late for a problem (e.g. a CSV stream failed halfway): cut the response short so
       // the client sees it incomplete rather than finished.
       if (body.code !== 'INTERNAL') {
-        this.logger.warn(`${body.code} after the response started: ${body.detail}`);
+        this.logger.warn(
+          { req: requestFields(request) },
+          `${body.code} after the response started: ${body.detail}`,
+        );
       }
       response.raw.destroy();
       return;
@@ -133,12 +136,14 @@ export class ProblemDetailsFilter implements ExceptionFilter {
     }
     if (isDependencyUnavailable(exception)) {
       this.logger.warn(
+        { req: requestFields(request) },
         `${request.method} ${request.url}: a dependency is unreachable: ${String(exception)}`,
       );
       return problem('UNAVAILABLE', 'A database this request needs cannot be reached; retry.');
     }
     this.logUnexpected(exception, request);
-    // The request id (named by Fastify, logged by pino-http) ties the answer to the log line.
+    // The request id (named by Fastify, in the error's and the request's log lines) ties the
+    // answer to the log.
     return problem('INTERNAL', 'An unexpected error occurred; it has been logged.', {
       requestId: request.id,
     });
@@ -146,9 +151,10 @@ export class ProblemDetailsFilter implements ExceptionFilter {
 
   private logUnexpected(exception: unknown, request: Request): void {
     const error = exception instanceof Error ? exception : new Error(String(exception));
+    // The request named in the line: no request context is carried across awaits for the log.
     this.logger.error(
+      { req: requestFields(request), err: error },
       `Unhandled ${error.name} on ${request.method} ${request.url}: ${error.message}`,
-      error.stack,
     );
   }
 }
@@ -186,7 +192,7 @@ const fastifyRejection = (code: unknown): ProblemDetails | undefined =>
  */
 export function answerRouterRejection(
   error: { code?: string; message: string },
-  request: Pick<FastifyRequest, 'id'>,
+  request: FastifyRequest,
   reply: FastifyReply,
 ): void {
   void reply.header(REQUEST_ID_HEADER, request.id);
@@ -195,6 +201,7 @@ export function answerRouterRejection(
     fastifyRejection(error.code) ??
       validationProblem([{ field: 'request', message: error.message }]),
   );
+  logAnswer(request, reply);
 }
 
 /** Nest and Fastify HTTP errors in the API's codes; undefined for server faults (bugs). */

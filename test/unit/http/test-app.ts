@@ -24,8 +24,16 @@ export class CollectingLogger implements LoggerService {
   errors(): string[] {
     return this.lines
       .filter((line) => line.level === 'error')
-      .map((line) => [line.message, ...line.params].map(String).join(' '));
+      .map((line) => [line.message, ...line.params].map(asText).join(' '));
   }
+}
+
+/** A logged value as text; an object's errors keep their stack (JSON would drop it). */
+function asText(value: unknown): string {
+  if (typeof value !== 'object' || value === null) return String(value);
+  return JSON.stringify(value, (_key, field: unknown) =>
+    field instanceof Error ? { message: field.message, stack: field.stack } : field,
+  );
 }
 
 /** An application as main.ts builds it (configureHttp), around the given module metadata. */
