@@ -1,6 +1,5 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
-import { reportStoppedSubscription } from './adapter-support';
+import { HandlerScope, reportStoppedSubscription } from './adapter-support';
 import type { EventHandler, RecordedEvent, SubscribeOptions, Subscription } from './event-store';
 
 /** What a store that is read by position gives its catch-up-then-live subscriptions. */
@@ -43,7 +42,7 @@ export interface PollingTuning {
  */
 export class PollingSubscription implements Subscription {
   /** Tells stop() whether it is being called from inside this subscription's own handler. */
-  private static readonly current = new AsyncLocalStorage<PollingSubscription>();
+  private static readonly handlers = new HandlerScope<PollingSubscription>();
 
   readonly finished: Promise<void>;
   private stopped = false;
@@ -61,7 +60,7 @@ export class PollingSubscription implements Subscription {
   stop(): Promise<void> {
     this.stopped = true;
     this.cancelWait?.();
-    if (PollingSubscription.current.getStore() === this) return Promise.resolve();
+    if (PollingSubscription.handlers.isInside(this)) return Promise.resolve();
     return this.finished;
   }
 
@@ -81,7 +80,7 @@ export class PollingSubscription implements Subscription {
         for (const event of page) {
           if (this.stopped) return;
           if (wanted(event)) {
-            await PollingSubscription.current.run(this, () => this.handler(event));
+            await PollingSubscription.handlers.run(this, () => this.handler(event));
           }
           // Advanced only once handled, so a failing event is never skipped.
           lastPosition = event.position;
@@ -98,7 +97,7 @@ export class PollingSubscription implements Subscription {
           caughtUp = true;
           if (this.options.onCaughtUp !== undefined && !this.stopped) {
             const onCaughtUp = this.options.onCaughtUp;
-            await PollingSubscription.current.run(this, () => onCaughtUp());
+            await PollingSubscription.handlers.run(this, () => onCaughtUp());
           }
         }
         // An append since the read: read again at once, or it could be missed.

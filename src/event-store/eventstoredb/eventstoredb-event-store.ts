@@ -1,4 +1,3 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
 import {
   ANY,
@@ -35,7 +34,7 @@ import {
   type Subscription,
   WrongExpectedRevisionError,
 } from '../event-store';
-import { checkedMaxCount, reportStoppedSubscription } from '../adapter-support';
+import { checkedMaxCount, HandlerScope, reportStoppedSubscription } from '../adapter-support';
 import { EventStoreDbSnapshots, SNAPSHOT_PREFIX } from './eventstoredb-snapshots';
 
 /**
@@ -275,7 +274,7 @@ export class EventStoreDbEventStore implements EventStore, SnapshotStore {
  */
 class EventStoreDbSubscription implements Subscription {
   /** Tells stop() whether it is being called from inside this subscription's own handler. */
-  private static readonly current = new AsyncLocalStorage<EventStoreDbSubscription>();
+  private static readonly handlers = new HandlerScope<EventStoreDbSubscription>();
 
   readonly finished: Promise<void>;
   private stopped = false;
@@ -295,7 +294,7 @@ class EventStoreDbSubscription implements Subscription {
     this.stopped = true;
     this.wake?.();
     void this.current?.unsubscribe().catch(() => undefined);
-    if (EventStoreDbSubscription.current.getStore() === this) return Promise.resolve();
+    if (EventStoreDbSubscription.handlers.isInside(this)) return Promise.resolve();
     return this.finished;
   }
 
@@ -358,7 +357,7 @@ class EventStoreDbSubscription implements Subscription {
   }
 
   private async inside(run: () => unknown): Promise<void> {
-    await EventStoreDbSubscription.current.run(this, run);
+    await EventStoreDbSubscription.handlers.run(this, run);
   }
 }
 
