@@ -149,23 +149,20 @@ async function withService<T>(
   const dataDir = mkdtempSync(join(tmpdir(), 'ledger-bench-'));
   const profileDir = join(dataDir, 'profile');
   const allocationsFile = join(dataDir, 'allocations.heapprofile');
-  const service = await startService(
+  const service = await startMeasuredService(
     {
-      ...serviceEnv(),
       LEDGER_DATA_DIR: dataDir,
       LEDGER_NATS_REQUESTS: 'on',
       NATS_URL,
       ...(samplingAllocations ? { LEDGER_BENCH_ALLOCATIONS_FILE: allocationsFile } : {}),
       ...env,
     },
-    {
-      nodeArgs: [
-        ...(profiling ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []),
-        ...(samplingAllocations
-          ? ['--require', join(__dirname, 'support', 'allocation-sampler.js')]
-          : []),
-      ],
-    },
+    [
+      ...(profiling ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []),
+      ...(samplingAllocations
+        ? ['--require', join(__dirname, 'support', 'allocation-sampler.js')]
+        : []),
+    ],
   );
   try {
     return await work(service);
@@ -556,11 +553,10 @@ const scenarios: Record<string, Scenario> = {
         measured: `${fmt(eventsPerSecond)} events/s (${seconds.toFixed(1)} s)`,
         met: eventsPerSecond >= 30_000,
       });
-      const service = await startService({
+      const service = await startMeasuredService({
         LEDGER_DATA_DIR: dataDir,
         LEDGER_NATS_REQUESTS: 'on',
         NATS_URL,
-        ...serviceEnv(),
       });
       const nc = await connect({ servers: NATS_URL });
       try {
@@ -629,11 +625,10 @@ const scenarios: Record<string, Scenario> = {
     const dataDir = copyOfDataset(dataset);
     try {
       await buildReadModels(dataDir, 'many-0');
-      const service = await startService({
+      const service = await startMeasuredService({
         LEDGER_DATA_DIR: dataDir,
         LEDGER_NATS_REQUESTS: 'on',
         NATS_URL,
-        ...serviceEnv(),
       });
       try {
         // The ids are generated in the load process: 100,000 of them do not fit in argv.
@@ -837,12 +832,16 @@ let samplingAllocations = false;
 
 /** The hot scenario's rate, for the latency scenario that runs at half of it. */
 let hotRate: number | undefined;
-/** `--node-options`: flags for the measured services' Node.js (NODE_OPTIONS). */
-let nodeOptions = '';
+/**
+ * `--node-options`: flags for the measured services' Node.js, on its command line: most V8
+ * flags (`--trace-gc`, `--single-threaded-gc`) are refused in NODE_OPTIONS, and the service
+ * then did not start.
+ */
+let nodeFlags: string[] = [];
 
-/** What every measured service is started with, besides its data and NATS. */
-function serviceEnv(): Record<string, string> {
-  return { LOG_LEVEL: 'warn', ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}) };
+/** A measured service: its data and NATS in `env`, the bench's log level and Node.js flags. */
+function startMeasuredService(env: Record<string, string>, nodeArgs: string[] = []) {
+  return startService({ LOG_LEVEL: 'warn', ...env }, { nodeArgs: [...nodeFlags, ...nodeArgs] });
 }
 
 /** The latency scenario's rate when the hot scenario did not run first (`--latency-rate`). */
@@ -862,7 +861,7 @@ async function main(): Promise<void> {
       "sample the service request thread's allocations and print the top functions and packages",
     )
     .option('--latency-rate <n>', 'charges/s of the latency scenario without the hot one', '1500')
-    .option('--node-options <flags>', 'NODE_OPTIONS for the measured services (V8 flags, say)')
+    .option('--node-options <flags>', "the measured services' Node.js flags (V8 flags, say)")
     .parse();
   const options = program.opts<{
     only?: string;
@@ -874,7 +873,7 @@ async function main(): Promise<void> {
     nodeOptions?: string;
   }>();
   latencyRate = Number(options.latencyRate);
-  nodeOptions = options.nodeOptions ?? '';
+  nodeFlags = (options.nodeOptions ?? '').split(/\s+/).filter((flag) => flag !== '');
   profiling = options.profile === true;
   samplingAllocations = options.allocations === true;
   const stopNats = NATS_URL === '' ? await startNatsServer() : async () => undefined;
