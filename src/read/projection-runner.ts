@@ -17,6 +17,8 @@ export interface RunnerOptions {
   onError?: (error: unknown) => void;
   /** Writes into `<table><suffix>` and keeps checkpoints as `<projection><suffix>` (rebuilds). */
   suffix?: string;
+  /** Each page as read: the store's events after `after`, in order (the publisher's too). */
+  onRead?: (after: bigint, events: RecordedEvent[]) => void;
 }
 
 const CHECKPOINTS = 'projection_checkpoints';
@@ -152,7 +154,9 @@ export class ProjectionRunner {
   }
 
   private async handleNextPage(until?: bigint, outer?: EntityManager): Promise<number> {
-    const read = await this.store.readAll({ fromPosition: this.position, maxCount: this.pageSize });
+    const after = this.position;
+    const read = await this.store.readAll({ fromPosition: after, maxCount: this.pageSize });
+    this.options.onRead?.(after, read);
     const page = until === undefined ? read : read.filter((event) => event.position <= until);
     if (page.length === 0) return 0;
     const last = page[page.length - 1].position;

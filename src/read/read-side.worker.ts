@@ -27,13 +27,6 @@ async function runReadSide() {
   const database = await readModelDataSource(config, { migrate: false }).initialize();
   // The service's checkpointer thread copies the log back: one such thread per process.
   await raiseCheckpointValve(database);
-  const runner = new ProjectionRunner(store, database, PROJECTIONS, {
-    beforeCheckpoint: () => crashAt(config, 'projection:before-checkpoint'),
-    onError: (error) => log('error', `projection batch failed, will retry: ${String(error)}`),
-  });
-  runner.progress.onAdvance((position) =>
-    report({ kind: 'progress', position: position.toString() }),
-  );
   let connection: NatsConnection | undefined;
   let stopping = false;
   const publisher = ledgerPublisher(
@@ -42,6 +35,15 @@ async function runReadSide() {
     () => connection,
     config,
     (error) => log('warn', `publishing to JetStream failed, will retry: ${String(error)}`),
+  );
+  const runner = new ProjectionRunner(store, database, PROJECTIONS, {
+    beforeCheckpoint: () => crashAt(config, 'projection:before-checkpoint'),
+    onError: (error) => log('error', `projection batch failed, will retry: ${String(error)}`),
+    // The events the projections read are the publisher's next ones: read once, for both.
+    onRead: (after, events) => publisher.offer(after, events),
+  });
+  runner.progress.onAdvance((position) =>
+    report({ kind: 'progress', position: position.toString() }),
   );
   await runner.start();
   await publisher.start();

@@ -1,6 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { AckPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { EventStore } from '../../src/event-store/event-store';
 import { SqliteEventStore } from '../../src/event-store/sqlite/sqlite-event-store';
 import { InboxRequests } from '../../src/nats/inbox-requests';
 import { publishChained, publishToJetStream } from '../../src/nats/jetstream-acks';
@@ -139,6 +140,115 @@ describe('JetStream publisher', () => {
     const runIds = (await published()).map((message) => message.body.data.runId).slice(-12);
     expect([...runIds].sort()).toEqual(Array.from({ length: 12 }, (_, i) => `r${100 + i}`));
     expect(runIds[0]).toBe('r105');
+  });
+
+  /** What a test started, stopped even when it fails (a running publisher keeps Jest up). */
+  const cleanups: (() => unknown)[] = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0)) await cleanup();
+  });
+
+  /** The store, counting the reads that returned events and where each started. */
+  function countingReads(reads: bigint[]): EventStore {
+    return new Proxy(store, {
+      get(target, property) {
+        if (property === 'readAll') {
+          return async (options: { fromPosition?: bigint; maxCount?: number }) => {
+            const page = await target.readAll(options);
+            if (page.length > 0) reads.push(options.fromPosition ?? 0n);
+            return page;
+          };
+        }
+        const value: unknown = Reflect.get(target, property);
+        return typeof value === 'function' ? (value as () => unknown).bind(target) : value;
+      },
+    });
+  }
+
+  /** Every publish of this organization's events, repeats included (JetStream drops those). */
+  function everyPublish(): { runIds: string[]; stop: () => void } {
+    const runIds: string[] = [];
+    const subscription = nats.subscribe(`ledger.events.organization.${organization}.>`, {
+      callback: (_error, message) => {
+        runIds.push((message.json() as { data: { runId: string } }).data.runId);
+      },
+    });
+    cleanups.push(() => subscription.unsubscribe());
+    return { runIds, stop: () => subscription.unsubscribe() };
+  }
+
+  const runIdsFrom = (first: number, count: number) =>
+    Array.from({ length: count }, (_, i) => `r${first + i}`);
+
+  async function untilPublished(publisher: JetStreamPublisher) {
+    for (let i = 0; i < 200 && publisher.position < (await store.headPosition()); i++)
+      await new Promise((r) => setTimeout(r, 25));
+    expect(publisher.position).toBe(await store.headPosition());
+  }
+
+  it("publishes the pages offered to it without reading them again, a page's tail after its checkpoint only", async () => {
+    let saved = await store.headPosition();
+    const reads: bigint[] = [];
+    const publishes = everyPublish();
+    // No wait ends by itself here: only offers wake the publisher.
+    const publisher = new JetStreamPublisher(
+      countingReads(reads),
+      { load: async () => saved, save: async (position) => void (saved = position) },
+      () => nats,
+      { idleMs: 60_000 },
+    );
+    cleanups.push(() => publisher.stop());
+    await publisher.start();
+
+    await append(30, 200);
+    publisher.offer(saved, await store.readAll({ fromPosition: saved }));
+    await untilPublished(publisher);
+    // A page that starts before the checkpoint: only its events after it are new.
+    const before = (await store.readAll({ fromPosition: saved - 10n }))[0].position - 1n;
+    await append(20, 230);
+    publisher.offer(before, await store.readAll({ fromPosition: before }));
+    await untilPublished(publisher);
+    await publisher.stop();
+    publishes.stop();
+
+    expect(reads).toEqual([]);
+    expect(publishes.runIds).toEqual(runIdsFrom(200, 50));
+    expect((await published()).map((message) => message.body.data.runId).slice(-50)).toEqual(
+      runIdsFrom(200, 50),
+    );
+  });
+
+  it('reads the store for events no page offered, and when the offers stop', async () => {
+    let saved = await store.headPosition();
+    const reads: bigint[] = [];
+    const publishes = everyPublish();
+    const publisher = new JetStreamPublisher(
+      countingReads(reads),
+      { load: async () => saved, save: async (position) => void (saved = position) },
+      () => nats,
+      { idleMs: 20 },
+    );
+    cleanups.push(() => publisher.stop());
+    await publisher.start();
+
+    // A page that starts after events nobody offered is not enough: they come first.
+    const unoffered = saved;
+    await append(10, 300);
+    const after = await store.headPosition();
+    await append(10, 310);
+    publisher.offer(after, await store.readAll({ fromPosition: after }));
+    await untilPublished(publisher);
+    expect(reads).toContain(unoffered);
+    // Offers stop (projections failing, say): the store is read after a wait.
+    await append(5, 320);
+    await untilPublished(publisher);
+    await publisher.stop();
+    publishes.stop();
+
+    expect(publishes.runIds).toEqual(runIdsFrom(300, 25));
+    expect((await published()).map((message) => message.body.data.runId).slice(-25)).toEqual(
+      runIdsFrom(300, 25),
+    );
   });
 
   it('waits without NATS and catches up once it is there', async () => {
