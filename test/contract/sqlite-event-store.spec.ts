@@ -245,10 +245,38 @@ describe.each(WRITES)('SqliteEventStore, writes %s', (writes) => {
       status: 'rejected',
       reason: { name: 'DuplicateEventIdError' },
     });
-    // One transaction: the positions follow each other in the order the appends were asked.
+    // The positions follow each other in the order the appends were asked.
     expect(written).toEqual(Array.from({ length: 50 }, (_, i) => head + 2n * BigInt(i + 1)));
     expect(await store.readStream('organization-copy')).toEqual([]);
     expect(await store.readStream('organization-taken')).toHaveLength(1);
+  });
+
+  it('writes a wave of appends asked at once, with nothing being written, as two batches in order when a thread writes', async () => {
+    const store = open(newFile());
+    const head = await store.headPosition();
+    const batches: number[] = [];
+    const writer = (store as unknown as { writer: { write: (batch: unknown) => unknown } }).writer;
+    const write = writer.write.bind(writer);
+    jest.spyOn(writer, 'write').mockImplementation((batch) => {
+      batches.push((batch as { appends: unknown[] }).appends.length);
+      return write(batch);
+    });
+    const wave = (size: number, name: string) =>
+      Promise.all(
+        Array.from({ length: size }, (_, i) =>
+          store.appendToStream(`organization-${name}-${i}`, newEvents(1), 'no_stream'),
+        ),
+      );
+
+    const written = await wave(40, 'wave');
+    // A few at once still share one commit.
+    await wave(15, 'few');
+
+    // Written inline, the first half would be done before the second is taken: no overlap.
+    expect(batches).toEqual(writes === 'thread' ? [20, 20, 15] : [40, 15]);
+    expect(written.map((result) => result.position)).toEqual(
+      Array.from({ length: 40 }, (_, i) => head + BigInt(i + 1)),
+    );
   });
 
   it('answers an append once committed, and lets the event loop turn during the commit only with writes in a thread', async () => {

@@ -153,6 +153,11 @@ const MIGRATIONS: readonly string[] = [
  * rounds, alternated) and the hot scenario from 8,250 and 8,608/s to 8,877 and 9,082/s.
  */
 const BATCHES_IN_FLIGHT = 2;
+/**
+ * Appends waiting, with nothing being written, from which they go to the writer in two
+ * batches: see writeQueued.
+ */
+const SPLIT_FROM = 16;
 
 /** SQLite's largest integer: the open upper bound of a backwards read. */
 const MAX_INT64 = 9223372036854775807n;
@@ -285,12 +290,26 @@ export class SqliteEventStore implements EventStore, OrderedAppends, SnapshotSto
    * batch is handed over while one commits (BATCHES_IN_FLIGHT), so the writer goes from one
    * commit to the next without waiting for this thread to take the answer; it takes batches
    * in order, so positions still follow the order appends were asked in.
+   *
+   * Many appends waiting with nothing being written (a wave: callers who each wait for their
+   * answer, one organization each) go as two batches, the second right behind the first.
+   * The first half's answers come a commit earlier and their callers' next requests are
+   * decided while the second half commits, so the wave splits in two and this thread and the
+   * writer stop taking turns idling. Spread bench, 3 rounds alternated: cores idle 25-28%
+   * -> 13-16% of the load, charges/s 0.70-0.74 -> 0.81-0.87 of what the cores fit, for one
+   * commit more a wave (writer thread 0.023 -> 0.025-0.032 ms a charge).
    */
   private async writeQueued(): Promise<void> {
     if (this.writes.size >= BATCHES_IN_FLIGHT) return;
     const appends: QueuedAppend[] = [];
     const requests: AppendRequest[] = [];
-    for (const append of this.queuedAppends) {
+    const waiting = this.queuedAppends.length;
+    // Written here, a batch is done before the next is taken: halves would only commit twice.
+    const split =
+      this.writer instanceof SqliteWriterThread && this.writes.size === 0 && waiting >= SPLIT_FROM;
+    const taken = split ? Math.ceil(waiting / 2) : waiting;
+    const rest = this.queuedAppends.slice(taken);
+    for (const append of this.queuedAppends.slice(0, taken)) {
       try {
         requests.push(toAppendRequest(append));
         appends.push(append);
@@ -299,8 +318,9 @@ export class SqliteEventStore implements EventStore, OrderedAppends, SnapshotSto
       }
     }
     const snapshots = this.queuedSnapshots;
-    this.queuedAppends = [];
+    this.queuedAppends = rest;
     this.queuedSnapshots = [];
+    if (rest.length > 0) this.scheduleWrite();
     if (appends.length === 0 && snapshots.length === 0) return;
     const writing = (async () => {
       const outcome = await this.writer.write({
