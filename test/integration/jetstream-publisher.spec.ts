@@ -180,6 +180,22 @@ describe('JetStream publisher', () => {
   const runIdsFrom = (first: number, count: number) =>
     Array.from({ length: count }, (_, i) => `r${first + i}`);
 
+  /** A publisher from the store's head, its reads of the store counted, every publish seen. */
+  async function watchedPublisher(idleMs: number) {
+    let saved = await store.headPosition();
+    const reads: bigint[] = [];
+    const publishes = everyPublish();
+    const publisher = new JetStreamPublisher(
+      countingReads(reads),
+      { load: async () => saved, save: async (position) => void (saved = position) },
+      () => nats,
+      { idleMs },
+    );
+    cleanups.push(() => publisher.stop());
+    await publisher.start();
+    return { publisher, reads, publishes };
+  }
+
   async function untilPublished(publisher: JetStreamPublisher) {
     for (let i = 0; i < 200 && publisher.position < (await store.headPosition()); i++)
       await new Promise((r) => setTimeout(r, 25));
@@ -187,24 +203,16 @@ describe('JetStream publisher', () => {
   }
 
   it("publishes the pages offered to it without reading them again, a page's tail after its checkpoint only", async () => {
-    let saved = await store.headPosition();
-    const reads: bigint[] = [];
-    const publishes = everyPublish();
     // No wait ends by itself here: only offers wake the publisher.
-    const publisher = new JetStreamPublisher(
-      countingReads(reads),
-      { load: async () => saved, save: async (position) => void (saved = position) },
-      () => nats,
-      { idleMs: 60_000 },
-    );
-    cleanups.push(() => publisher.stop());
-    await publisher.start();
+    const { publisher, reads, publishes } = await watchedPublisher(60_000);
 
     await append(30, 200);
-    publisher.offer(saved, await store.readAll({ fromPosition: saved }));
+    const start = publisher.position;
+    publisher.offer(start, await store.readAll({ fromPosition: start }));
     await untilPublished(publisher);
     // A page that starts before the checkpoint: only its events after it are new.
-    const before = (await store.readAll({ fromPosition: saved - 10n }))[0].position - 1n;
+    const checkpoint = publisher.position;
+    const before = (await store.readAll({ fromPosition: checkpoint - 10n }))[0].position - 1n;
     await append(20, 230);
     publisher.offer(before, await store.readAll({ fromPosition: before }));
     await untilPublished(publisher);
@@ -219,20 +227,10 @@ describe('JetStream publisher', () => {
   });
 
   it('reads the store for events no page offered, and when the offers stop', async () => {
-    let saved = await store.headPosition();
-    const reads: bigint[] = [];
-    const publishes = everyPublish();
-    const publisher = new JetStreamPublisher(
-      countingReads(reads),
-      { load: async () => saved, save: async (position) => void (saved = position) },
-      () => nats,
-      { idleMs: 20 },
-    );
-    cleanups.push(() => publisher.stop());
-    await publisher.start();
+    const { publisher, reads, publishes } = await watchedPublisher(20);
 
     // A page that starts after events nobody offered is not enough: they come first.
-    const unoffered = saved;
+    const unoffered = publisher.position;
     await append(10, 300);
     const after = await store.headPosition();
     await append(10, 310);
