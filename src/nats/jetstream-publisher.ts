@@ -149,9 +149,9 @@ export class JetStreamPublisher {
 
   /**
    * The events after the checkpoint: from an offered page that covers it, else from the
-   * store. Caught up with the offers, it waits for the next (`awaitOffer`) rather than read
-   * what they will bring; a wait that saw none reads the store, so a reader that stopped
-   * offering (projections failing, say) does not stop publishing.
+   * store. Level with the offers, it waits for the next (`awaitOffer`) rather than read what
+   * they will bring; a wait that saw none reads the store, so a reader that stopped offering
+   * (projections failing, say) does not stop publishing.
    */
   private async nextPage(awaitOffer: boolean): Promise<RecordedEvent[]> {
     while (this.offered.length > 0) {
@@ -166,9 +166,9 @@ export class JetStreamPublisher {
       const first = events.findIndex((event) => event.position > this.checkpoint);
       return first === 0 ? events : events.slice(first);
     }
-    if (awaitOffer && this.offeredUpTo !== undefined && this.offeredUpTo <= this.checkpoint) {
-      return [];
-    }
+    // Only a reader that has got exactly here brings the next page; one behind (projections
+    // rebuilding, say) would hold publishing up until it caught up.
+    if (awaitOffer && this.offeredUpTo === this.checkpoint) return [];
     return this.store.readAll({
       fromPosition: this.checkpoint,
       maxCount: this.options.pageSize ?? 1000,

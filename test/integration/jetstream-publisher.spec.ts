@@ -249,6 +249,22 @@ describe('JetStream publisher', () => {
     );
   });
 
+  it('does not wait for the pages of a reader behind it', async () => {
+    // No wait ends by itself here: only offers wake the publisher.
+    const { publisher, publishes } = await watchedPublisher(60_000);
+    await append(10, 400);
+    publisher.offer(publisher.position, await store.readAll({ fromPosition: publisher.position }));
+    await untilPublished(publisher);
+
+    // Projections rebuilding from further back offer pages the publisher is past.
+    const behind = await store.readAll({ fromPosition: publisher.position - 8n, maxCount: 4 });
+    await append(5, 410);
+    publisher.offer(publisher.position - 8n, behind);
+    await untilPublished(publisher);
+    publishes.stop();
+    expect(publishes.runIds).toEqual(runIdsFrom(400, 15));
+  });
+
   it('waits without NATS and catches up once it is there', async () => {
     let saved = await store.headPosition();
     const natsWhenUp: { current?: NatsConnection } = {};
