@@ -63,7 +63,8 @@ describe('JetStream publisher', () => {
       body: { eventId: string; position: string; data: { runId: string } };
     }[] = [];
     const fetched = await jetstream(nats).consumers.get(LEDGER_EVENTS_STREAM, consumer.name);
-    const batch = await fetched.fetch({ max_messages: 1000, expires: 1000 });
+    // The loop stops at the last message; the long expiry only matters on a loaded machine.
+    const batch = await fetched.fetch({ max_messages: 1000, expires: 10_000 });
     for await (const message of batch) {
       messages.push({ id: message.headers?.get('Nats-Msg-Id'), body: message.json() });
       if (message.info.pending === 0) break;
