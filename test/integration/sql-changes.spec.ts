@@ -3,7 +3,7 @@ import type { DataSource } from 'typeorm';
 import type { Change } from '../../projections';
 import { InMemoryReadModel } from '../../projections/in-memory-model';
 import { dialectOf, readModelDataSource } from '../../src/read/read-model-database';
-import { applyChanges } from '../../src/read/sql-changes';
+import { applyChanges, statementSizes } from '../../src/read/sql-changes';
 import { newDataDir, removeDataDir } from '../support/ledger-app';
 import { createTestDatabase } from '../support/postgres';
 
@@ -112,8 +112,10 @@ describe.each(['sqlite', 'postgres'] as const)('read-model changes on %s', (data
             ),
           );
         expect(await grants()).toEqual(expected);
-        // A row's additions fold into one, and all rows' go out together.
-        expect(statements).toHaveLength(page.length === 0 ? 0 : 1);
+        // A row's additions fold into one, and the rows go out a few statements at a time.
+        const rows = new Set(page.map((change) => JSON.stringify(change.key))).size;
+        expect(statements).toHaveLength(statementSizes(rows).length);
+        expect(statements.length).toBeLessThanOrEqual(4);
       }),
       { numRuns: 25 },
     );

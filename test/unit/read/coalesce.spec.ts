@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import type { Change } from '../../../projections';
 import { InMemoryReadModel } from '../../../projections/in-memory-model';
-import { coalesce } from '../../../src/read/sql-changes';
+import { coalesce, statementSizes } from '../../../src/read/sql-changes';
 
 /** Changes over a few rows of two tables, so that the same row is hit often. */
 const key = fc.record({ id: fc.constantFrom('a', 'b', 'c') });
@@ -65,5 +65,19 @@ describe('coalescing a page of read-model changes', () => {
         },
       ],
     ]);
+  });
+});
+
+describe('rows per multi-row statement', () => {
+  it('covers every row once, in few statements of few sizes', () => {
+    const sizes = new Set<number>();
+    for (let count = 0; count <= 1_000; count++) {
+      const statements = statementSizes(count);
+      expect(statements.reduce((sum, size) => sum + size, 0)).toBe(count);
+      expect(statements.length).toBeLessThanOrEqual(Math.floor(count / 128) + 7);
+      statements.forEach((size) => sizes.add(size));
+    }
+    // The drivers cache prepared statements by text: each shape has these sizes only.
+    expect([...sizes].sort((a, b) => a - b)).toEqual([1, 2, 4, 8, 16, 32, 64, 128]);
   });
 });
