@@ -91,7 +91,7 @@ describe('docker-compose.yml', () => {
     // V8's helper threads sized for two cores, and fewer full collections.
     expect(SERVICE_NODE_FLAGS).toContain('--max-old-space-size=256');
     expect(SERVICE_NODE_FLAGS).toContain('--v8-pool-size=1');
-    expect(SERVICE_NODE_FLAGS).toContain('--heap-growing-percent=50');
+    expect(SERVICE_NODE_FLAGS).toContain('--heap-growing-percent=100');
     expect(argv).toEqual(['node', ...SERVICE_NODE_FLAGS, 'dist/src/main.js']);
     // npm test builds before Jest runs.
     expect(existsSync(join(ROOT, argv[argv.length - 1]))).toBe(true);
