@@ -76,7 +76,7 @@ describe.each(['sqlite', 'postgres'] as const)('read-model changes on %s', (data
     }));
   };
 
-  it('adds to many rows in one statement, as the changes one by one would', async () => {
+  it('adds to many rows in a few statements, as the changes one by one would', async () => {
     await fc.assert(
       fc.asyncProperty(increments, async (page) => {
         await dataSource.query(`DELETE FROM ${GRANTS}`);
