@@ -12,7 +12,12 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import Database from 'better-sqlite3';
 import { Command } from 'commander';
 import { createTestDatabase } from '../test/support/postgres';
-import { freePort, startService, type ServiceProcess } from '../test/support/service-process';
+import {
+  freePort,
+  SERVICE_NODE_FLAGS,
+  startService,
+  type ServiceProcess,
+} from '../test/support/service-process';
 import { serviceToken, TEST_SECRET, tokenFor } from '../test/support/tokens';
 import { historyDataset, manyOrganizationsDataset } from './datasets';
 import {
@@ -223,17 +228,26 @@ async function natsScenario(
   timing: Timing,
   extra: { concurrency?: number; ratePerSecond?: number } = {},
 ) {
-  return measuredLoad(service, organizations, () =>
-    runLoad('nats-charges', {
-      natsUrl: NATS_URL,
-      organizations,
-      userId: USER,
-      concurrency: extra.concurrency ?? 64,
-      ratePerSecond: extra.ratePerSecond,
-      runPrefix: `run-${Date.now()}`,
-      ...timing,
-    }),
+  return measuredLoad(ledgerUnderLoad(service, organizations), () =>
+    natsLoad(organizations, timing, extra),
   );
+}
+
+/** The load of the NATS scenarios: 64 requesters (closed loop), or a rate (open loop). */
+function natsLoad(
+  organizations: string[],
+  timing: Timing,
+  extra: { concurrency?: number; ratePerSecond?: number } = {},
+) {
+  return runLoad('nats-charges', {
+    natsUrl: NATS_URL,
+    organizations,
+    userId: USER,
+    concurrency: extra.concurrency ?? 64,
+    ratePerSecond: extra.ratePerSecond,
+    runPrefix: `run-${Date.now()}`,
+    ...timing,
+  });
 }
 
 /** CPU time per charge, in ms: the service's, the load's and the NATS server's. */
@@ -276,24 +290,83 @@ function byThread(
  * Runs a load against the service and what it did: the load's report, whether the books
  * balance (`inFlight` as in booksBalance), the peak RSS and the CPU time per charge.
  */
-async function measuredLoad(
+/**
+ * The floor (bench/floor/contract-io.ts) as a child process with the service's Node.js flags,
+ * on a new store. Its books: one event in its store for each credit the load was told it
+ * charged (every charge is of 1 credit).
+ */
+async function withFloor<T>(work: (floor: UnderLoad) => Promise<T>): Promise<T> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'ledger-bench-floor-'));
+  const child = spawn(
+    process.execPath,
+    [
+      ...SERVICE_NODE_FLAGS,
+      ...nodeFlags,
+      join(__dirname, 'floor', 'contract-io.js'),
+      JSON.stringify({ natsUrl: NATS_URL, dataDir }),
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  try {
+    await new Promise<void>((resolve, reject) => {
+      child.stdout!.once('data', () => resolve());
+      child.once('exit', (code) =>
+        reject(new Error(`the floor exited (${code}) before it was ready`)),
+      );
+    });
+    return await work({
+      pid: child.pid!,
+      booksBalance: async (charged) => {
+        const store = new Database(join(dataDir, 'events.sqlite'), { readonly: true });
+        try {
+          return store.prepare('SELECT count(*) FROM events').pluck().get() === charged;
+        } finally {
+          store.close();
+        }
+      },
+    });
+  } finally {
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    await exited;
+    clearTimeout(timer);
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+/** A process under load: which one, and whether its books hold what the load charged. */
+interface UnderLoad {
+  pid: number;
+  booksBalance(charged: number): Promise<boolean>;
+}
+
+/** The ledger under load: its books are the organizations' balances (see booksBalance). */
+function ledgerUnderLoad(
   service: ServiceProcess,
   organizations: string[],
-  load: () => Promise<LoadReport>,
   inFlight = 0,
-) {
-  const serviceBefore = cpuSeconds(service.child.pid!);
-  const threadsBefore = threadCpuSeconds(service.child.pid!);
+): UnderLoad {
+  return {
+    pid: service.child.pid!,
+    booksBalance: (charged) => booksBalance(service, organizations, charged, inFlight),
+  };
+}
+
+async function measuredLoad(measured: UnderLoad, load: () => Promise<LoadReport>) {
+  const { pid } = measured;
+  const serviceBefore = cpuSeconds(pid);
+  const threadsBefore = threadCpuSeconds(pid);
   const natsBefore = natsPid === undefined ? undefined : cpuSeconds(natsPid);
   const machineBefore = machineTicks();
   const report = await load();
   const machineAfter = machineTicks();
   // Once the service is quiet again, so that the read side's projections and publishing of
   // the charges count in their cost; before the books are read, which are not the charges' work.
-  await quiet(service.child.pid!, 30_000);
+  await quiet(pid, 30_000);
   const perCharge = (seconds: number) => (seconds * 1000) / Math.max(1, report.charged);
-  const serviceSeconds = cpuSeconds(service.child.pid!) - serviceBefore;
-  const threads = byThread(threadsBefore, threadCpuSeconds(service.child.pid!), serviceSeconds);
+  const serviceSeconds = cpuSeconds(pid) - serviceBefore;
+  const threads = byThread(threadsBefore, threadCpuSeconds(pid), serviceSeconds);
   const cpu: CpuPerCharge = {
     service: perCharge(serviceSeconds),
     serviceThreads: Object.fromEntries(
@@ -305,8 +378,8 @@ async function measuredLoad(
       (machineAfter.idle - machineBefore.idle) /
       Math.max(1, machineAfter.total - machineBefore.total),
   };
-  const balanced = await booksBalance(service, organizations, report.charged, inFlight);
-  return { report, balanced, rss: peakRssMb(service.child.pid!), cpu };
+  const balanced = await measured.booksBalance(report.charged);
+  return { report, balanced, rss: peakRssMb(pid), cpu };
 }
 
 /**
@@ -317,13 +390,13 @@ function cpuCeiling(cpu: CpuPerCharge): number {
   return (availableParallelism() * 1000) / (cpu.service + cpu.load + (cpu.nats ?? 0));
 }
 
-/** How the `measured` column shows the CPU time per charge. */
-function cpuText(cpu: CpuPerCharge): string {
+/** How the `measured` column shows the CPU time per charge (`who`: the measured process). */
+function cpuText(cpu: CpuPerCharge, who = 'service'): string {
   const threads = Object.entries(cpu.serviceThreads)
     .map(([label, ms]) => `${label} ${fmt(ms, 3)}`)
     .join(', ');
   const others = `load ${fmt(cpu.load, 3)}${cpu.nats === undefined ? '' : `, NATS ${fmt(cpu.nats, 3)}`}`;
-  return `service CPU ${fmt(cpu.service, 3)} ms a charge (${threads}; ${others}; the cores fit ${fmt(cpuCeiling(cpu))}/s, and were ${fmt(cpu.idle * 100)}% idle)`;
+  return `${who} CPU ${fmt(cpu.service, 3)} ms a charge (${threads}; ${others}; the cores fit ${fmt(cpuCeiling(cpu))}/s, and were ${fmt(cpu.idle * 100)}% idle)`;
 }
 
 /** The CPU fields of a row. */
@@ -470,6 +543,7 @@ const scenarios: Record<string, Scenario> = {
         measured,
       ),
     );
+    spreadRate = measured.report.throughput;
   },
 
   async http(timing, rows) {
@@ -487,7 +561,7 @@ const scenarios: Record<string, Scenario> = {
           runPrefix: `http-${Date.now()}`,
           ...timing,
         });
-      return measuredLoad(service, orgs, load, 2 * 64);
+      return measuredLoad(ledgerUnderLoad(service, orgs, 2 * 64), load);
     });
     rows.push(
       throughputRow(
@@ -520,6 +594,57 @@ const scenarios: Record<string, Scenario> = {
       booksBalanced: measured.balanced,
       ...cpuFields(measured.cpu),
     });
+    latencyMeasured = { rate, p99: measured.report.p99 };
+  },
+
+  /**
+   * The floor (bench/floor/contract-io.ts) under the hot, spread and latency rows' loads: the
+   * contract's I/O alone, with none of the ledger's own work. What the service's rows are up
+   * against on this machine, measured in the same run.
+   */
+  async floor(timing, rows) {
+    const floorRow = (
+      load: string,
+      { report, balanced, rss, cpu }: Awaited<ReturnType<typeof measuredLoad>>,
+      service: string,
+    ): Row => ({
+      scenario: `floor: the contract's I/O alone (bench/floor), ${load}`,
+      target: "(none: what the service's row is up against)",
+      throughput: report.throughput,
+      p50: report.p50,
+      p99: report.p99,
+      peakRssMb: rss,
+      measured: `${service}; ${cpuText(cpu, 'floor')}`,
+      met: balanced,
+      booksBalanced: balanced,
+      ...cpuFields(cpu),
+    });
+    const reached = (rate: number | undefined, floor: LoadReport) =>
+      rate === undefined
+        ? 'the service not measured in this run'
+        : `the service reached ${fmt((100 * rate) / floor.throughput)}% of it`;
+
+    const hot = await withFloor((floor) => measuredLoad(floor, () => natsLoad(['hot'], timing)));
+    rows.push(floorRow('one hot organization, 64 requesters', hot, reached(hotRate, hot.report)));
+
+    const orgs = Array.from({ length: 1000 }, (_, i) => `spread-${i}`);
+    const spread = await withFloor((floor) => measuredLoad(floor, () => natsLoad(orgs, timing)));
+    rows.push(floorRow('1,000 organizations spread', spread, reached(spreadRate, spread.report)));
+
+    const rate = latencyMeasured?.rate ?? latencyRate;
+    const latency = await withFloor((floor) =>
+      measuredLoad(floor, () => natsLoad(['hot'], timing, { ratePerSecond: rate })),
+    );
+    const service = latencyMeasured
+      ? `the service's p99 ${fmt(latencyMeasured.p99, 2)} ms`
+      : 'the service not measured in this run';
+    rows.push(
+      floorRow(
+        `latency at the latency row's rate (${rate}/s, open loop)`,
+        latency,
+        `p99 ${fmt(latency.report.p99, 2)} ms, ${service}`,
+      ),
+    );
   },
 
   /** 1,000,000 past runs: rebuild speed, cold load, charge latency vs a new one, usage report. */
@@ -832,6 +957,9 @@ let samplingAllocations = false;
 
 /** The hot scenario's rate, for the latency scenario that runs at half of it. */
 let hotRate: number | undefined;
+/** The spread scenario's charges/s and the latency row's rate and p99, for the floor's rows. */
+let spreadRate: number | undefined;
+let latencyMeasured: { rate: number; p99: number } | undefined;
 /**
  * `--node-options`: flags for the measured services' Node.js, on its command line: most V8
  * flags (`--trace-gc`, `--single-threaded-gc`) are refused in NODE_OPTIONS, and the service
