@@ -30,6 +30,7 @@ import {
 import { THREAD_NAMES } from '../src/threads/thread-name';
 import { allocationProfile, threadProfiles } from './support/profile';
 import type { LoadReport } from './support/stats';
+import type { FloorOptions } from './floor/contract-io';
 
 export interface Row {
   scenario: string;
@@ -295,7 +296,10 @@ function byThread(
  * on a new store. Its books: one event in its store for each credit the load was told it
  * charged (every charge is of 1 credit).
  */
-async function withFloor<T>(work: (floor: UnderLoad) => Promise<T>): Promise<T> {
+async function withFloor<T>(
+  does: FloorOptions['does'],
+  work: (floor: UnderLoad) => Promise<T>,
+): Promise<T> {
   const dataDir = mkdtempSync(join(tmpdir(), 'ledger-bench-floor-'));
   const child = spawn(
     process.execPath,
@@ -303,7 +307,7 @@ async function withFloor<T>(work: (floor: UnderLoad) => Promise<T>): Promise<T> 
       ...SERVICE_NODE_FLAGS,
       ...nodeFlags,
       join(__dirname, 'floor', 'contract-io.js'),
-      JSON.stringify({ natsUrl: NATS_URL, dataDir }),
+      JSON.stringify({ natsUrl: NATS_URL, dataDir, does } satisfies FloorOptions),
     ],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
@@ -318,6 +322,8 @@ async function withFloor<T>(work: (floor: UnderLoad) => Promise<T>): Promise<T> 
     return await work({
       pid: child.pid!,
       booksBalance: async (charged) => {
+        // Answered at once, nothing charged: no books to check.
+        if (does === 'nats-only') return true;
         const store = new Database(join(dataDir, 'events.sqlite'), { readonly: true });
         try {
           return store.prepare('SELECT count(*) FROM events').pluck().get() === charged;
@@ -499,6 +505,35 @@ async function hotOrganization(env: Record<string, string>, timing: Timing) {
   };
 }
 
+/** The floor's rows: no target, what the service's row of the same load is up against. */
+function floorRow(
+  scenario: string,
+  { report, balanced, rss, cpu }: Awaited<ReturnType<typeof measuredLoad>>,
+  service: string,
+): Row {
+  return {
+    scenario: `floor: ${scenario}`,
+    target: "(none: what the service's row is up against)",
+    throughput: report.throughput,
+    p50: report.p50,
+    p99: report.p99,
+    peakRssMb: rss,
+    measured: `${service}; ${cpuText(cpu, 'floor')}`,
+    met: balanced,
+    booksBalanced: balanced,
+    ...cpuFields(cpu),
+  };
+}
+
+/** How far the service's row (charges/s, if it ran) got towards the floor's. */
+function reached(rate: number | undefined, floor: LoadReport): string {
+  return rate === undefined
+    ? 'the service not measured in this run'
+    : `the service reached ${fmt((100 * rate) / floor.throughput)}% of it`;
+}
+
+const CONTRACT_IO = "the contract's I/O alone (bench/floor)";
+
 const scenarios: Record<string, Scenario> = {
   async hot(timing, rows) {
     const measured = await hotOrganization({}, timing);
@@ -509,6 +544,24 @@ const scenarios: Record<string, Scenario> = {
       met: measured.throughput >= 15_000 && measured.ratio >= 4 && measured.row.booksBalanced,
     });
     hotRate = measured.throughput;
+  },
+
+  /**
+   * The floor (bench/floor/contract-io.ts) under the hot row's load, right after it: the
+   * contract's I/O with none of the ledger's own work, on the machine as it is now. Each floor
+   * scenario follows its service row, as the machine's speed drifts within minutes.
+   */
+  async 'floor-hot'(timing, rows) {
+    const measured = await withFloor('contract', (floor) =>
+      measuredLoad(floor, () => natsLoad(['hot'], timing)),
+    );
+    rows.push(
+      floorRow(
+        `${CONTRACT_IO}, one hot organization, 64 requesters`,
+        measured,
+        reached(hotRate, measured.report),
+      ),
+    );
   },
 
   async 'hot-postgres'(timing, rows) {
@@ -544,6 +597,21 @@ const scenarios: Record<string, Scenario> = {
       ),
     );
     spreadRate = measured.report.throughput;
+  },
+
+  /** The floor under the spread row's load (see floor-hot). */
+  async 'floor-spread'(timing, rows) {
+    const orgs = Array.from({ length: 1000 }, (_, i) => `spread-${i}`);
+    const measured = await withFloor('contract', (floor) =>
+      measuredLoad(floor, () => natsLoad(orgs, timing)),
+    );
+    rows.push(
+      floorRow(
+        `${CONTRACT_IO}, 1,000 organizations spread`,
+        measured,
+        reached(spreadRate, measured.report),
+      ),
+    );
   },
 
   async http(timing, rows) {
@@ -598,53 +666,27 @@ const scenarios: Record<string, Scenario> = {
   },
 
   /**
-   * The floor (bench/floor/contract-io.ts) under the hot, spread and latency rows' loads: the
-   * contract's I/O alone, with none of the ledger's own work. What the service's rows are up
-   * against on this machine, measured in the same run.
+   * The floor at the latency row's rate (see floor-hot), and NATS alone at that rate: each
+   * request answered at once, the tail that the load, NATS and the machine make by themselves.
    */
-  async floor(timing, rows) {
-    const floorRow = (
-      load: string,
-      { report, balanced, rss, cpu }: Awaited<ReturnType<typeof measuredLoad>>,
-      service: string,
-    ): Row => ({
-      scenario: `floor: the contract's I/O alone (bench/floor), ${load}`,
-      target: "(none: what the service's row is up against)",
-      throughput: report.throughput,
-      p50: report.p50,
-      p99: report.p99,
-      peakRssMb: rss,
-      measured: `${service}; ${cpuText(cpu, 'floor')}`,
-      met: balanced,
-      booksBalanced: balanced,
-      ...cpuFields(cpu),
-    });
-    const reached = (rate: number | undefined, floor: LoadReport) =>
-      rate === undefined
-        ? 'the service not measured in this run'
-        : `the service reached ${fmt((100 * rate) / floor.throughput)}% of it`;
-
-    const hot = await withFloor((floor) => measuredLoad(floor, () => natsLoad(['hot'], timing)));
-    rows.push(floorRow('one hot organization, 64 requesters', hot, reached(hotRate, hot.report)));
-
-    const orgs = Array.from({ length: 1000 }, (_, i) => `spread-${i}`);
-    const spread = await withFloor((floor) => measuredLoad(floor, () => natsLoad(orgs, timing)));
-    rows.push(floorRow('1,000 organizations spread', spread, reached(spreadRate, spread.report)));
-
+  async 'floor-latency'(timing, rows) {
     const rate = latencyMeasured?.rate ?? latencyRate;
-    const latency = await withFloor((floor) =>
-      measuredLoad(floor, () => natsLoad(['hot'], timing, { ratePerSecond: rate })),
-    );
     const service = latencyMeasured
       ? `the service's p99 ${fmt(latencyMeasured.p99, 2)} ms`
       : 'the service not measured in this run';
-    rows.push(
-      floorRow(
-        `latency at the latency row's rate (${rate}/s, open loop)`,
-        latency,
-        `p99 ${fmt(latency.report.p99, 2)} ms, ${service}`,
-      ),
-    );
+    for (const does of ['contract', 'nats-only'] as const) {
+      const measured = await withFloor(does, (floor) =>
+        measuredLoad(floor, () => natsLoad(['hot'], timing, { ratePerSecond: rate })),
+      );
+      const what = does === 'contract' ? CONTRACT_IO : 'NATS alone, each request answered at once';
+      rows.push(
+        floorRow(
+          `${what}, at the latency row's rate (${rate}/s, open loop)`,
+          measured,
+          `p99 ${fmt(measured.report.p99, 2)} ms, ${service}`,
+        ),
+      );
+    }
   },
 
   /** 1,000,000 past runs: rebuild speed, cold load, charge latency vs a new one, usage report. */

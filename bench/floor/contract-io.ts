@@ -8,8 +8,9 @@
  *
  * The bench drives it with the same load as the service: what the service costs above it is
  * the ledger's own work, and a target the floor misses in a run is out of reach there for the
- * ledger too, which does more with the same store and publisher. Prints `ready` once it takes
- * requests; on SIGTERM it waits until JetStream has every event, closes and exits.
+ * ledger too, which does more with the same store and publisher. With `does: 'nats-only'` it
+ * answers at once and does nothing else. Prints `ready` once it takes requests; on SIGTERM it
+ * waits until JetStream has every event, closes and exits.
  */
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -23,6 +24,12 @@ import { runMain } from '../support/stats';
 export interface FloorOptions {
   natsUrl: string;
   dataDir: string;
+  /**
+   * `contract` (the default): the reply once the event is durable, and the event to
+   * JetStream. `nats-only`: the reply at once, nothing stored or published; what the load,
+   * NATS and the machine add by themselves.
+   */
+  does?: 'contract' | 'nats-only';
 }
 
 interface Charge {
@@ -57,8 +64,34 @@ function chargedEvent(charge: Charge): NewEvent {
   };
 }
 
+function reply(charge: Charge, position: bigint): string {
+  return JSON.stringify({
+    ok: true,
+    runId: charge.runId,
+    organizationId: charge.organizationId,
+    charged: charge.amount,
+    balance: { available: 0 },
+    position: position.toString(),
+  });
+}
+
+async function answerAtOnce(natsUrl: string): Promise<void> {
+  const nc = await connect({ servers: natsUrl });
+  nc.subscribe('ledger.charm-runs.charge', {
+    queue: 'ledger',
+    callback: (error, message) => {
+      if (!error) message.respond(reply(JSON.parse(message.string()) as Charge, 0n));
+    },
+  });
+  await nc.flush();
+  process.stdout.write('ready\n');
+  await new Promise((resolve) => process.once('SIGTERM', resolve));
+  await nc.drain();
+}
+
 async function main(): Promise<void> {
   const options = JSON.parse(process.argv[2]) as FloorOptions;
+  if (options.does === 'nats-only') return answerAtOnce(options.natsUrl);
   // As the service opens it (open-event-store.ts).
   const store = new SqliteEventStore(join(options.dataDir, 'events.sqlite'), {
     walCheckpoints: 'background',
@@ -80,18 +113,7 @@ async function main(): Promise<void> {
       const events = charges.map(({ charge }) => chargedEvent(charge));
       store.appendToStream(`organization-${organizationId}`, events, 'any').then(
         ({ position }) => {
-          for (const { message, charge } of charges) {
-            message.respond(
-              JSON.stringify({
-                ok: true,
-                runId: charge.runId,
-                organizationId,
-                charged: charge.amount,
-                balance: { available: 0 },
-                position: position.toString(),
-              }),
-            );
-          }
+          for (const { message, charge } of charges) message.respond(reply(charge, position));
         },
         (error: unknown) => {
           const reply = { ok: false, error: { code: 'UNAVAILABLE', message: String(error) } };
