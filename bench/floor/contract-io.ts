@@ -116,8 +116,8 @@ async function main(): Promise<void> {
           for (const { message, charge } of charges) message.respond(reply(charge, position));
         },
         (error: unknown) => {
-          const reply = { ok: false, error: { code: 'UNAVAILABLE', message: String(error) } };
-          for (const { message } of charges) message.respond(JSON.stringify(reply));
+          const refusal = { ok: false, error: { code: 'UNAVAILABLE', message: String(error) } };
+          for (const { message } of charges) message.respond(JSON.stringify(refusal));
         },
       );
     }
