@@ -7,10 +7,11 @@
  * idempotency, grants), snapshots, read models, metrics.
  *
  * The bench drives it with the same load as the service: what the service costs above it is
- * the ledger's own work, and a target the floor misses in a run is out of reach there for the
- * ledger too, which does more with the same store and publisher. With `does: 'nats-only'` it
- * answers at once and does nothing else. Prints `ready` once it takes requests; on SIGTERM it
- * waits until JetStream has every event, closes and exits.
+ * the ledger's own work, and a throughput above the floor's CPU ceiling in a run is out of
+ * reach there for the ledger too, which does more with the same store and publisher (the
+ * floor's throughput is not such a bound: it waits on round trips too). With
+ * `does: 'nats-only'` it answers at once and does nothing else. Prints `ready` once it takes
+ * requests; on SIGTERM it waits until JetStream has every event, closes and exits.
  */
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
