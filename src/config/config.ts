@@ -20,6 +20,16 @@ const positiveInt = (fallback: number) =>
     .refine((v) => /^\d+$/.test(v) && Number(v) >= 1, { message: 'must be a positive integer' })
     .transform(Number);
 
+/** A nice increment: 0 (as the request thread) to 19 (only what is left over). */
+const niceIncrement = (fallback: number) =>
+  z
+    .string()
+    .default(String(fallback))
+    .refine((v) => /^\d+$/.test(v) && Number(v) <= 19, {
+      message: 'must be an integer from 0 to 19',
+    })
+    .transform(Number);
+
 const schema = z.object({
   PORT: port(3000),
   GRPC_PORT: port(50051),
@@ -52,6 +62,12 @@ const schema = z.object({
    * so that they never hold a request up), or the request thread (`inline`).
    */
   LEDGER_READ_SIDE: z.enum(['thread', 'inline']).default('thread'),
+  /**
+   * How much lower than the request thread's the read side thread's CPU priority is (Linux
+   * nice): when the cores are short, answering charges comes first and the read models and
+   * JetStream catch up in the gaps. 0 keeps them equal.
+   */
+  LEDGER_READ_SIDE_NICE: niceIncrement(10),
   /** Fault injection for the crash tests: the named crash point kills the process. */
   LEDGER_CRASH_AT: z.string().min(1).optional(),
 });
@@ -75,6 +91,7 @@ export interface LedgerConfig {
   jetStreamReplicas: number;
   natsRequests: boolean;
   readSide: 'thread' | 'inline';
+  readSideNice: number;
 }
 
 /** A wrong setting: its message is the one line printed before the process exits. */
@@ -138,6 +155,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LedgerConfig {
     jetStreamReplicas: s.LEDGER_JETSTREAM_REPLICAS,
     natsRequests: s.LEDGER_NATS_REQUESTS === 'on',
     readSide: s.LEDGER_READ_SIDE,
+    readSideNice: s.LEDGER_READ_SIDE_NICE,
   };
 }
 

@@ -6,6 +6,7 @@ import { openEventStore } from '../event-store/open-event-store';
 import { connectWhenReachable } from '../nats/connection';
 import { ledgerPublisher } from '../nats/jetstream-publisher';
 import { nameThisThread, THREAD_NAMES } from '../threads/thread-name';
+import { lowerThisThreadsPriority } from '../threads/thread-priority';
 import { crashAt } from '../write/crash-at';
 import { raiseCheckpointValve, readModelDataSource } from './read-model-database';
 import { ProjectionRunner } from './projection-runner';
@@ -18,6 +19,10 @@ import type { ReadSideOrder, ReadSideReport } from './read-side-thread';
 nameThisThread(THREAD_NAMES.readSide);
 const port = parentPort!;
 const { config } = workerData as { config: LedgerConfig };
+// Behind the request thread when both want a core: hot bench, 5 rounds alternated, 10,454-
+// 11,890 charges/s at the same priority against 11,317-12,380 at nice 10, the read models
+// at most 480 and 822 events behind (about 70 ms); latency at 5,500/s unchanged.
+lowerThisThreadsPriority(config.readSideNice);
 const report = (message: ReadSideReport) => port.postMessage(message);
 const log = (level: 'log' | 'warn' | 'error', message: string) =>
   report({ kind: 'log', level, message });

@@ -16,7 +16,7 @@ import { AggregateWriter } from '../../src/write/aggregate-writer';
 import { organizationAggregate } from '../../src/write/writers';
 import { newDataDir, removeDataDir, TestClock } from '../support/ledger-app';
 import { createOrganization, grantCredits } from '../support/organization-commands';
-import { threadNames } from '../support/threads';
+import { niceOf, threadNames, threadsOf } from '../support/threads';
 import { TEST_SECRET } from '../support/tokens';
 
 const NATS_URL = process.env.TEST_NATS_URL ?? 'nats://127.0.0.1:4222';
@@ -137,6 +137,12 @@ describe('the read side in its own thread', () => {
     await thread.start();
     // Named, so that top -H and the bench tell it from the request thread.
     expect(threadNames()).toContain(THREAD_NAMES.readSide);
+    // Behind the request thread for the cores: the setting's nice levels lower than this one.
+    const readThread = threadsOf(process.pid).find(({ name }) => name === THREAD_NAMES.readSide)!;
+    expect(niceOf(process.pid, readThread.tid)).toBe(
+      Math.min(19, niceOf(process.pid, process.pid) + config.readSideNice),
+    );
+    expect(config.readSideNice).toBe(10);
     const head = await store.headPosition();
 
     expect(await thread.progress.waitFor(head, 10_000)).toBe(true);

@@ -16,5 +16,11 @@ export function threadsOf(pid: number): { tid: number; name: string }[] {
   return threads;
 }
 
+/** A thread's nice value now (field 19 of its stat; the name before it may hold spaces). */
+export function niceOf(pid: number, tid: number): number {
+  const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+}
+
 /** The names of this process's threads now. */
 export const threadNames = () => threadsOf(process.pid).map((thread) => thread.name);

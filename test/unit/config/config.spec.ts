@@ -24,7 +24,18 @@ describe('loadConfig', () => {
       snapshotEvery: 500,
       cacheSize: 10_000,
       readSide: 'thread',
+      readSideNice: 10,
     });
+  });
+
+  it('lowers the read side thread by 0 to 19 nice levels, and names any other number', () => {
+    expect(loadConfig({ LEDGER_READ_SIDE_NICE: '0' }).readSideNice).toBe(0);
+    expect(loadConfig({ LEDGER_READ_SIDE_NICE: '19' }).readSideNice).toBe(19);
+    for (const wrong of ['20', '-1', '2.5', 'low']) {
+      expect(configError({ LEDGER_READ_SIDE_NICE: wrong }).message).toBe(
+        `Invalid setting LEDGER_READ_SIDE_NICE="${wrong}": must be an integer from 0 to 19`,
+      );
+    }
   });
 
   it('runs the read side in its own thread unless told to run it inline, and names a wrong choice', () => {
