@@ -90,7 +90,7 @@ export interface WriterOptions {
   /** Called for failures nobody is waiting on (a snapshot that could not be saved). */
   onBackgroundError?: (error: unknown) => void;
   observer?: WriterObserver;
-  /** Time a large snapshot may take per event-loop turn (default 4 ms). */
+  /** Time a large snapshot may take per event-loop turn (default 1 ms). */
   snapshotSliceMs?: number;
   /** Fault injection (crash tests): a batch of several commands is durable, nobody answered. */
   afterGroupAppend?: () => void;
@@ -120,7 +120,12 @@ const SNAPSHOT_SIZE_DIVISOR = 40;
 export function snapshotInterval(snapshotEvery: number, size: number): number {
   return Math.max(snapshotEvery, Math.ceil(size / SNAPSHOT_SIZE_DIVISOR));
 }
-const SNAPSHOT_SLICE_MS = 4;
+/**
+ * A slice held every request that arrived meanwhile: latency at 5,500 charges/s, 6 rounds
+ * alternated, p99 19.1-23.8 ms with 4 ms slices against 11.6-14.6 with 1 ms (0.5 ms: 11.9-
+ * 24.2), the same CPU a charge; hot 11,725-12,019 charges/s against 11,762-12,648.
+ */
+const SNAPSHOT_SLICE_MS = 1;
 /** Commands waiting, with nothing in flight, from which a batch goes out in two halves. */
 const SPLIT_FROM = 16;
 
