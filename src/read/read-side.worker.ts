@@ -20,8 +20,9 @@ nameThisThread(THREAD_NAMES.readSide);
 const port = parentPort!;
 const { config } = workerData as { config: LedgerConfig };
 // Behind the request thread when both want a core: hot bench, 5 rounds alternated, 10,454-
-// 11,890 charges/s at the same priority against 11,317-12,380 at nice 10, the read models
-// at most 480 and 822 events behind (about 70 ms); latency at 5,500/s unchanged.
+// 11,890 charges/s at the same priority against 11,317-12,380 at nice 10, with the read
+// models at most 822 events behind (about 70 ms; 480 at the same priority); latency at
+// 5,500/s unchanged.
 lowerThisThreadsPriority(config.readSideNice);
 const report = (message: ReadSideReport) => port.postMessage(message);
 const log = (level: 'log' | 'warn' | 'error', message: string) =>

@@ -6,18 +6,13 @@ import { getPriority, setPriority } from 'node:os';
  * Linux only: there a thread has a nice value of its own (setpriority on id 0 is the calling
  * thread); elsewhere it would lower the whole process, so nothing is done. Lowering one's own
  * priority needs no privilege; relative to the current value, so a service started with
- * `nice` keeps the difference. False when nothing was changed.
+ * `nice` keeps the difference. Threads it starts afterwards start at its new priority.
  */
-export function lowerThisThreadsPriority(increment: number): boolean {
-  if (process.platform !== 'linux' || increment <= 0) return false;
+export function lowerThisThreadsPriority(increment: number): void {
+  if (process.platform !== 'linux' || increment <= 0) return;
   try {
-    const current = getPriority(0);
-    const lowered = Math.min(19, current + increment);
-    if (lowered === current) return false;
-    setPriority(0, lowered);
-    return true;
+    setPriority(0, Math.min(19, getPriority(0) + increment));
   } catch {
     // A sandbox that refuses it: the thread keeps the process's priority.
-    return false;
   }
 }
