@@ -9,12 +9,16 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { parentPort, workerData } from 'node:worker_threads';
 import { connect } from '@nats-io/transport-node';
 import { SqliteEventStore } from '../../src/event-store/sqlite/sqlite-event-store';
+import { loadConfig } from '../../src/config/config';
 import { JetStreamPublisher } from '../../src/nats/jetstream-publisher';
 import { nameThisThread, THREAD_NAMES } from '../../src/threads/thread-name';
+import { lowerThisThreadsPriority } from '../../src/threads/thread-priority';
 import type { FloorOptions } from './contract-io';
 
-// Named as the service's read side, so that the bench shows its CPU time the same way.
+// Named as the service's read side, so that the bench shows its CPU time the same way, and
+// behind the request thread as the service's is by default (LEDGER_READ_SIDE_NICE).
 nameThisThread(THREAD_NAMES.readSide);
+lowerThisThreadsPriority(loadConfig({}).readSideNice);
 const port = parentPort!;
 const options = workerData as FloorOptions;
 

@@ -4,31 +4,24 @@ import { z } from 'zod';
  * Every setting the service reads, validated before anything is opened. This is the only
  * place that reads process.env.
  */
-const port = (fallback: number) =>
+
+/** A whole number written in digits, from `min` to `max`; `message` names the range. */
+const wholeNumber = (fallback: number, min: number, max: number, message: string) =>
   z
     .string()
     .default(String(fallback))
-    .refine((v) => /^\d+$/.test(v) && Number(v) >= 0 && Number(v) <= 65535, {
-      message: 'must be a port number from 0 to 65535',
-    })
+    .refine((v) => /^\d+$/.test(v) && Number(v) >= min && Number(v) <= max, { message })
     .transform(Number);
 
+const port = (fallback: number) =>
+  wholeNumber(fallback, 0, 65535, 'must be a port number from 0 to 65535');
+
 const positiveInt = (fallback: number) =>
-  z
-    .string()
-    .default(String(fallback))
-    .refine((v) => /^\d+$/.test(v) && Number(v) >= 1, { message: 'must be a positive integer' })
-    .transform(Number);
+  wholeNumber(fallback, 1, Infinity, 'must be a positive integer');
 
 /** A nice increment: 0 (as the request thread) to 19 (only what is left over). */
 const niceIncrement = (fallback: number) =>
-  z
-    .string()
-    .default(String(fallback))
-    .refine((v) => /^\d+$/.test(v) && Number(v) <= 19, {
-      message: 'must be an integer from 0 to 19',
-    })
-    .transform(Number);
+  wholeNumber(fallback, 0, 19, 'must be an integer from 0 to 19');
 
 const schema = z.object({
   PORT: port(3000),
