@@ -641,6 +641,32 @@ export function describeEventStoreContract(
         expect(await store.loadSnapshot(ns + 'bare')).toEqual(bare);
       });
 
+      it('saves a part of megabytes exactly, characters of two UTF-16 units included, and keeps it without its text', async () => {
+        // 3,000,000 UTF-16 units, a surrogate pair every third: a store that cuts a long text
+        // (SQLite into pieces, EventStoreDB into chunks) meets one at most of its cuts.
+        const long = `${'a😀'.repeat(1_000_000)}ends here`;
+        const first = snapshotOf('org', 99n, [
+          { key: 'tier-0', text: long },
+          { key: 'tier-1', text: 'short' },
+        ]);
+        await store.saveSnapshot(first);
+        expect(await load('org')).toEqual(first);
+
+        const second = snapshotOf('org', 199n, [
+          { key: 'tier-0' },
+          { key: 'tier-2', text: long.slice(1) },
+        ]);
+        await store.saveSnapshot(second);
+        expect(await load('org')).toEqual({
+          ...second,
+          parts: [
+            { key: 'tier-0', text: long },
+            { key: 'tier-2', text: long.slice(1) },
+          ],
+        });
+        await expectStoredParts('org', ['tier-0', 'tier-2']);
+      });
+
       it('keeps the parts a later snapshot lists without text, replaces those given again and drops the rest', async () => {
         await store.saveSnapshot(
           snapshotOf('org', 99n, [

@@ -14,10 +14,12 @@ import {
 } from '../../src/event-store/event-store';
 import {
   EventStoreDamagedError,
+  PIECE_LENGTH,
+  piecesOf,
   SqliteEventStore,
 } from '../../src/event-store/sqlite/sqlite-event-store';
 import { RecentEvents } from '../../src/event-store/sqlite/recent-events';
-import { SqliteWriterThread } from '../../src/event-store/sqlite/sqlite-writer';
+import { SqliteWriterThread, type WriteBatch } from '../../src/event-store/sqlite/sqlite-writer';
 import { THREAD_NAMES } from '../../src/threads/thread-name';
 import { threadNames } from '../support/threads';
 import { describeEventStoreContract, newEvent, newEvents, waitFor } from './event-store.contract';
@@ -56,9 +58,13 @@ describe.each(WRITES)('with writes %s', (writes) => {
       storedSnapshotParts: async (store, streamId) =>
         readFile((store as SqliteEventStore).filename, (db) =>
           db
-            .prepare<[string], string>('SELECT part_key FROM snapshot_parts WHERE stream_id = ?')
+            .prepare<[string, string], string>(
+              // Pieces count as the part they are of: none may stay once it is dropped.
+              `SELECT part_key FROM snapshot_parts WHERE stream_id = ?
+               UNION SELECT part_key FROM snapshot_part_pieces WHERE stream_id = ?`,
+            )
             .pluck()
-            .all(streamId),
+            .all(streamId, streamId),
         ),
     },
   );
@@ -85,7 +91,7 @@ describe.each(WRITES)('SqliteEventStore, writes %s', (writes) => {
     const file = newFile();
     await open(file).close();
     const raw = new Database(file);
-    expect(raw.pragma('user_version', { simple: true })).toBe(2);
+    expect(raw.pragma('user_version', { simple: true })).toBe(3);
     raw.pragma('user_version = 99');
     raw.close();
     expect(() => open(file)).toThrow(/schema version 99/);
@@ -96,13 +102,13 @@ describe.each(WRITES)('SqliteEventStore, writes %s', (writes) => {
     await open(file).close();
     // Version 1 had no snapshot parts.
     const raw = new Database(file);
-    raw.exec('DROP TABLE snapshot_parts');
+    raw.exec('DROP TABLE snapshot_parts; DROP TABLE snapshot_part_pieces');
     raw.prepare("INSERT INTO snapshots VALUES ('organization-old', 9, 10, 1, '{}')").run();
     raw.pragma('user_version = 1');
     raw.close();
 
     const store = open(file);
-    expect(readFile(file, (db) => db.pragma('user_version', { simple: true }))).toBe(2);
+    expect(readFile(file, (db) => db.pragma('user_version', { simple: true }))).toBe(3);
     const old = await store.loadSnapshot('organization-old');
     expect(old).toEqual({
       streamId: 'organization-old',
@@ -115,6 +121,26 @@ describe.each(WRITES)('SqliteEventStore, writes %s', (writes) => {
     const next = { ...old!, revision: 19n, parts: [{ key: 'tier-0', text: '[]' }] };
     await store.saveSnapshot(next);
     expect(await store.loadSnapshot('organization-old')).toEqual(next);
+  });
+
+  it('brings a file of schema version 2 up to date, its parts loading as they were', async () => {
+    const file = newFile();
+    await open(file).close();
+    // Version 2 kept every part whole.
+    const raw = new Database(file);
+    raw.exec(`DROP TABLE snapshot_part_pieces;
+      ALTER TABLE snapshot_parts DROP COLUMN pieces;
+      INSERT INTO snapshots VALUES ('organization-old', 9, 10, 1, '{}');
+      INSERT INTO snapshot_parts VALUES ('organization-old', 'tier-0', '[1,2]');`);
+    raw.pragma('user_version = 2');
+    raw.close();
+
+    const store = open(file);
+    expect(readFile(file, (db) => db.pragma('user_version', { simple: true }))).toBe(3);
+    expect(await store.loadSnapshot('organization-old')).toMatchObject({
+      revision: 9n,
+      parts: [{ key: 'tier-0', text: '[1,2]' }],
+    });
   });
 
   it('refuses a damaged file at open, naming it, and leaves it as it was', async () => {
@@ -457,6 +483,107 @@ describe.each(WRITES)('SqliteEventStore, writes %s', (writes) => {
     expect(await store.loadSnapshot('organization-c')).toEqual(
       snapshot('organization-c', [{ key: 'tier-0', text: 'of c' }]),
     );
+  });
+
+  it('writes a long part a piece a commit ahead of its snapshot, appends going out meanwhile', async () => {
+    const store = open(newFile());
+    const batches: { appends: number; snapshots: number; pieces: number[] }[] = [];
+    const writer = (store as unknown as { writer: { write: (batch: WriteBatch) => unknown } })
+      .writer;
+    const write = writer.write.bind(writer);
+    jest.spyOn(writer, 'write').mockImplementation((batch) => {
+      batches.push({
+        appends: batch.appends.length,
+        snapshots: batch.snapshots.length,
+        pieces: (batch.pieces ?? []).map((piece) => piece.text.length),
+      });
+      return write(batch);
+    });
+    const long = 'x'.repeat(PIECE_LENGTH * 2 + 10);
+    const snapshot: Snapshot = {
+      streamId: 'organization-a',
+      revision: 9n,
+      position: 10n,
+      schemaVersion: 1,
+      state: '{}',
+      parts: [
+        { key: 'tier-0', text: long },
+        { key: 'tier-1', text: 'short' },
+      ],
+    };
+
+    const order: string[] = [];
+    await Promise.all([
+      store.saveSnapshot(snapshot).then(() => order.push('snapshot')),
+      store
+        .appendToStream('organization-a', newEvents(1), 'no_stream')
+        .then(() => order.push('append')),
+    ]);
+
+    // The append went out with the first piece; the snapshot, short part and all, after the last.
+    expect(batches).toEqual([
+      { appends: 1, snapshots: 0, pieces: [PIECE_LENGTH] },
+      { appends: 0, snapshots: 0, pieces: [PIECE_LENGTH] },
+      { appends: 0, snapshots: 0, pieces: [10] },
+      { appends: 0, snapshots: 1, pieces: [] },
+    ]);
+    expect(order).toEqual(['append', 'snapshot']);
+    expect(await store.loadSnapshot('organization-a')).toEqual(snapshot);
+  });
+
+  it('loads a part with a piece missing without its text, and drops pieces no saved snapshot lists', async () => {
+    const file = newFile();
+    const store = open(file);
+    const snapshotOf = (revision: bigint, parts: Snapshot['parts']): Snapshot => ({
+      streamId: 'organization-a',
+      revision,
+      position: revision + 1n,
+      schemaVersion: 1,
+      state: '{}',
+      parts,
+    });
+    const long = 'y'.repeat(PIECE_LENGTH + 1);
+    await store.saveSnapshot(snapshotOf(9n, [{ key: 'tier-0', text: long }]));
+    // Refused once its pieces are written (it lists a part the stream does not hold): they stay
+    // behind until the next save.
+    await expect(
+      store.saveSnapshot(snapshotOf(19n, [{ key: 'tier-9' }, { key: 'tier-1', text: long }])),
+    ).rejects.toBeInstanceOf(SnapshotPartsMissingError);
+    const piecesOf = (key: string) =>
+      readFile(file, (db) =>
+        db
+          .prepare<[string], number>('SELECT piece FROM snapshot_part_pieces WHERE part_key = ?')
+          .pluck()
+          .all(key),
+      );
+    expect(piecesOf('tier-1')).toEqual([0, 1]);
+    expect(await store.loadSnapshot('organization-a')).toEqual(
+      snapshotOf(9n, [{ key: 'tier-0', text: long }]),
+    );
+
+    await store.saveSnapshot(snapshotOf(29n, [{ key: 'tier-0' }]));
+    expect(piecesOf('tier-1')).toEqual([]);
+    expect(piecesOf('tier-0')).toEqual([0, 1]);
+
+    // Lost a piece (a damaged file): the part comes without its text, so the state cannot be
+    // read from the snapshot and is replayed from the events.
+    const raw = new Database(file);
+    raw.prepare("DELETE FROM snapshot_part_pieces WHERE part_key = 'tier-0' AND piece = 1").run();
+    raw.close();
+    expect(await store.loadSnapshot('organization-a')).toEqual(
+      snapshotOf(29n, [{ key: 'tier-0' }]),
+    );
+  });
+
+  it('cuts a long text into pieces of PIECE_LENGTH characters, never between the halves of a pair', () => {
+    const pair = '😀';
+    // A pair across the first cut: that piece ends before it.
+    const text = `${'a'.repeat(PIECE_LENGTH - 1)}${pair}${'b'.repeat(PIECE_LENGTH - 1)}${pair}c`;
+    const pieces = piecesOf(text);
+    expect(pieces.join('')).toBe(text);
+    expect(pieces.map((piece) => piece.length)).toEqual([PIECE_LENGTH - 1, PIECE_LENGTH, 4]);
+    expect(piecesOf('short')).toEqual(['short']);
+    expect(piecesOf('')).toEqual([]);
   });
 
   it('skips a long run of other event types a bounded range at a time, turning the event loop between', async () => {

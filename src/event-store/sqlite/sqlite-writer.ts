@@ -35,15 +35,42 @@ export type AppendOutcome =
   | { duplicateEventId: string }
   | { failed: WriteFailure };
 
-/** What waits to be written: appends, and snapshots that ride along in the same commit. */
-export interface WriteBatch {
-  appends: AppendRequest[];
-  snapshots: Snapshot[];
+/**
+ * A snapshot as the writer takes it. A part is given by its text, by the number of pieces of
+ * its text written before (`PartPiece`), or by neither when the stream's stored snapshot
+ * holds it already.
+ */
+export interface SnapshotWrite extends Omit<Snapshot, 'parts'> {
+  parts: { key: string; text?: string; pieces?: number }[];
 }
 
-/** Each append's and snapshot's outcome, or the commit's failure (then nothing is written). */
+/** One piece of a long part's text, written in a batch of its own ahead of its snapshot. */
+export interface PartPiece {
+  streamId: string;
+  key: string;
+  /** 0, 1, ...: the text is the pieces in this order. */
+  piece: number;
+  text: string;
+}
+
+/** What waits to be written: appends, and snapshots and pieces that ride along in the same commit. */
+export interface WriteBatch {
+  appends: AppendRequest[];
+  snapshots: SnapshotWrite[];
+  pieces?: PartPiece[];
+}
+
+/**
+ * Each append's, snapshot's and piece's outcome, or the commit's failure (then nothing is
+ * written).
+ */
 export type BatchOutcome =
-  { appends: AppendOutcome[]; snapshots: (WriteFailure | null)[] } | { failed: WriteFailure };
+  | {
+      appends: AppendOutcome[];
+      snapshots: (WriteFailure | null)[];
+      pieces?: (WriteFailure | null)[];
+    }
+  | { failed: WriteFailure };
 
 /**
  * Writes a batch in one IMMEDIATE transaction, so one fsync for all of it (group commit
@@ -57,7 +84,8 @@ export class SqliteWriter {
   private readonly commitGroup: (batch: WriteBatch) => BatchOutcome;
   private readonly commitGroupUnguarded: (batch: WriteBatch) => BatchOutcome;
   private readonly appendOne: (append: AppendRequest) => AppendResult;
-  private readonly saveOne: (snapshot: Snapshot) => void;
+  private readonly saveOne: (snapshot: SnapshotWrite) => void;
+  private readonly savePieceOne: (piece: PartPiece) => void;
 
   constructor(
     private readonly db: Database.Database,
@@ -65,18 +93,17 @@ export class SqliteWriter {
   ) {
     this.statements = prepareWrites(db);
     this.appendOne = db.transaction((append: AppendRequest) => this.append(append));
-    this.saveOne = db.transaction((snapshot: Snapshot) => this.saveSnapshot(snapshot));
+    this.saveOne = db.transaction((snapshot: SnapshotWrite) => this.saveSnapshot(snapshot));
+    this.savePieceOne = db.transaction(({ streamId, key, piece, text }: PartPiece) => {
+      this.statements.savePiece.run(streamId, key, piece, text);
+    });
     const group = (outcomeOf: (append: AppendRequest) => AppendOutcome) => {
       const transaction = db.transaction((batch: WriteBatch) => ({
         appends: batch.appends.map(outcomeOf),
-        snapshots: batch.snapshots.map((snapshot) => {
-          try {
-            this.saveOne(snapshot);
-            return null;
-          } catch (error) {
-            return failureOf(error);
-          }
-        }),
+        snapshots: batch.snapshots.map((snapshot) => failureIn(() => this.saveOne(snapshot))),
+        ...(batch.pieces === undefined
+          ? {}
+          : { pieces: batch.pieces.map((piece) => failureIn(() => this.savePieceOne(piece))) }),
       }));
       return transaction.immediate.bind(transaction);
     };
@@ -171,17 +198,27 @@ export class SqliteWriter {
 
   /**
    * Runs in a SAVEPOINT of its own (`saveOne`), so a failure leaves the batch's appends and
-   * the stream's stored snapshot as they were. Missing parts are found before anything is
-   * written; parts the snapshot no longer lists are dropped, so the table does not grow.
+   * the stream's stored snapshot as they were. Missing parts (kept ones not held, or pieces
+   * not all there) are found before anything is written; parts and pieces the snapshot no
+   * longer lists are dropped, so the tables do not grow.
    */
-  private saveSnapshot(snapshot: Snapshot): void {
+  private saveSnapshot(snapshot: SnapshotWrite): void {
     const { streamId, parts } = snapshot;
-    const kept = parts.filter((part) => part.text === undefined).map((part) => part.key);
-    if (kept.length > 0) {
-      const held = new Set(this.statements.heldPartKeys.all(streamId, JSON.stringify(kept)));
-      const missing = kept.filter((key) => !held.has(key));
-      if (missing.length > 0) throw new PartsMissing(missing);
-    }
+    const kept = parts
+      .filter((part) => part.text === undefined && part.pieces === undefined)
+      .map((part) => part.key);
+    const held =
+      kept.length === 0
+        ? new Set<string>()
+        : new Set(this.statements.heldPartKeys.all(streamId, JSON.stringify(kept)));
+    const missing = parts
+      .filter((part) =>
+        part.pieces === undefined
+          ? part.text === undefined && !held.has(part.key)
+          : this.statements.piecesHeld.get(streamId, part.key, part.pieces) !== BigInt(part.pieces),
+      )
+      .map((part) => part.key);
+    if (missing.length > 0) throw new PartsMissing(missing);
     this.statements.saveSnapshot.run(
       streamId,
       snapshot.revision,
@@ -189,10 +226,13 @@ export class SqliteWriter {
       snapshot.schemaVersion,
       snapshot.state,
     );
-    for (const { key, text } of parts) {
-      if (text !== undefined) this.statements.savePart.run(streamId, key, text);
+    for (const { key, text, pieces } of parts) {
+      if (pieces !== undefined) this.statements.savePart.run(streamId, key, '', pieces);
+      else if (text !== undefined) this.statements.savePart.run(streamId, key, text, null);
     }
-    this.statements.dropUnlistedParts.run(streamId, JSON.stringify(parts.map((part) => part.key)));
+    const listed = JSON.stringify(parts.map((part) => part.key));
+    this.statements.dropUnlistedParts.run(streamId, listed);
+    this.statements.dropUnlistedPieces.run(streamId, listed);
   }
 }
 
@@ -258,15 +298,42 @@ function prepareWrites(db: Database.Database) {
          WHERE stream_id = ? AND part_key IN (SELECT value FROM json_each(?))`,
       )
       .pluck(),
-    savePart: db.prepare<[string, string, string]>(
-      `INSERT INTO snapshot_parts (stream_id, part_key, text) VALUES (?, ?, ?)
-       ON CONFLICT (stream_id, part_key) DO UPDATE SET text = excluded.text`,
+    savePart: db.prepare<[string, string, string, number | null]>(
+      `INSERT INTO snapshot_parts (stream_id, part_key, text, pieces) VALUES (?, ?, ?, ?)
+       ON CONFLICT (stream_id, part_key) DO UPDATE SET text = excluded.text, pieces = excluded.pieces`,
     ),
     dropUnlistedParts: db.prepare<[string, string]>(
       `DELETE FROM snapshot_parts
        WHERE stream_id = ? AND part_key NOT IN (SELECT value FROM json_each(?))`,
     ),
+    savePiece: db.prepare<[string, string, number, string]>(
+      `INSERT INTO snapshot_part_pieces (stream_id, part_key, piece, text) VALUES (?, ?, ?, ?)
+       ON CONFLICT (stream_id, part_key, piece) DO UPDATE SET text = excluded.text`,
+    ),
+    /** How many of pieces 0..n-1 of a part are there: all n, or the part cannot be listed. */
+    piecesHeld: db
+      .prepare<[string, string, number], bigint>(
+        `SELECT count(*) FROM snapshot_part_pieces
+         WHERE stream_id = ? AND part_key = ? AND piece < ?`,
+      )
+      .pluck(),
+    // Pieces no snapshot lists: of a dropped part, or left by a save that never got to its
+    // snapshot (a crash, a refusal).
+    dropUnlistedPieces: db.prepare<[string, string]>(
+      `DELETE FROM snapshot_part_pieces
+       WHERE stream_id = ? AND part_key NOT IN (SELECT value FROM json_each(?))`,
+    ),
   };
+}
+
+/** Null when `write` went through, else why not (it threw). */
+function failureIn(write: () => void): WriteFailure | null {
+  try {
+    write();
+    return null;
+  } catch (error) {
+    return failureOf(error);
+  }
 }
 
 function failureOf(error: unknown): WriteFailure {
