@@ -485,22 +485,22 @@ export class SqliteEventStore implements EventStore, OrderedAppends, SnapshotSto
       }
       const pieces = piecesOf(text);
       for (const [piece, pieceText] of pieces.entries()) {
-        await new Promise<void>((resolve, reject) => {
-          this.assertOpen();
-          const streamId = snapshot.streamId;
-          this.queuedPieces.push({
-            piece: { streamId, key, piece, text: pieceText },
-            resolve,
-            reject,
-          });
-          this.scheduleWrite();
-        });
+        await this.queuePiece({ streamId: snapshot.streamId, key, piece, text: pieceText });
       }
       parts.push({ key, pieces: pieces.length });
     }
     return new Promise((resolve, reject) => {
       this.assertOpen();
       this.queuedSnapshots.push({ snapshot: { ...snapshot, parts }, resolve, reject });
+      this.scheduleWrite();
+    });
+  }
+
+  /** Resolves once `piece` is committed: the next piece waits for it. */
+  private queuePiece(piece: PartPiece): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.assertOpen();
+      this.queuedPieces.push({ piece, resolve, reject });
       this.scheduleWrite();
     });
   }
@@ -711,7 +711,6 @@ function toRecordedEvent(row: EventRow): RecordedEvent {
   };
 }
 
-/** The event's data and metadata as JSON, for the writer (possibly in another thread). */
 /**
  * `text` cut into pieces of PIECE_LENGTH characters, or one less where a cut would part a
  * surrogate pair: each piece is stored as UTF-8, where half a pair cannot be written.
@@ -730,6 +729,7 @@ export function piecesOf(text: string): string[] {
 
 const isHighSurrogate = (code: number) => code >= 0xd800 && code <= 0xdbff;
 
+/** The event's data and metadata as JSON, for the writer (possibly in another thread). */
 function toAppendRequest({
   streamId,
   events,
