@@ -296,9 +296,17 @@ export class SqliteEventStore implements EventStore, OrderedAppends, SnapshotSto
   }
 
   private queueAppend(append: Omit<QueuedAppend, 'resolve' | 'reject'>): Promise<AppendResult> {
+    return this.enqueue(this.queuedAppends, append);
+  }
+
+  /** Puts `item` in `queue` for the next batch; settles once that batch is committed. */
+  private enqueue<Item, Result>(
+    queue: (Item & { resolve: (result: Result) => void; reject: (error: unknown) => void })[],
+    item: Item,
+  ): Promise<Result> {
     return new Promise((resolve, reject) => {
       this.assertOpen();
-      this.queuedAppends.push({ ...append, resolve, reject });
+      queue.push({ ...item, resolve, reject });
       this.scheduleWrite();
     });
   }
@@ -478,31 +486,20 @@ export class SqliteEventStore implements EventStore, OrderedAppends, SnapshotSto
   async saveSnapshot(snapshot: Snapshot): Promise<void> {
     this.assertOpen();
     const parts: SnapshotWrite['parts'] = [];
-    for (const { key, text } of snapshot.parts) {
-      if (text === undefined || text.length <= PIECE_LENGTH) {
-        parts.push(text === undefined ? { key } : { key, text });
+    for (const part of snapshot.parts) {
+      if (part.text === undefined || part.text.length <= PIECE_LENGTH) {
+        parts.push(part);
         continue;
       }
-      const pieces = piecesOf(text);
-      for (const [piece, pieceText] of pieces.entries()) {
-        await this.queuePiece({ streamId: snapshot.streamId, key, piece, text: pieceText });
+      const pieces = piecesOf(part.text);
+      // Each piece waits for the one before: one piece a commit.
+      for (const [piece, text] of pieces.entries()) {
+        const { streamId } = snapshot;
+        await this.enqueue(this.queuedPieces, { piece: { streamId, key: part.key, piece, text } });
       }
-      parts.push({ key, pieces: pieces.length });
+      parts.push({ key: part.key, pieces: pieces.length });
     }
-    return new Promise((resolve, reject) => {
-      this.assertOpen();
-      this.queuedSnapshots.push({ snapshot: { ...snapshot, parts }, resolve, reject });
-      this.scheduleWrite();
-    });
-  }
-
-  /** Resolves once `piece` is committed: the next piece waits for it. */
-  private queuePiece(piece: PartPiece): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.assertOpen();
-      this.queuedPieces.push({ piece, resolve, reject });
-      this.scheduleWrite();
-    });
+    return this.enqueue(this.queuedSnapshots, { snapshot: { ...snapshot, parts } });
   }
 
   /** Stops every subscription (waiting for handlers in progress), then closes the file. */
