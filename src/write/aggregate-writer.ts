@@ -75,8 +75,27 @@ interface Sent<State, Command, Event> {
   counts: Record<'written' | 'replayed' | 'rejected', number>;
   /** The state it leaves (its revision and position final once written). */
   tip: Tip<State>;
-  /** Never rejects. Neither field when the batch had nothing to write. */
-  outcome: Promise<{ written?: AppendResult; error?: unknown }>;
+  /**
+   * Set once the write is done, or at once when the batch had nothing to write (then with
+   * neither field).
+   */
+  outcome?: { written?: AppendResult; error?: unknown };
+}
+
+/** One aggregate's commands waiting and batches in flight. */
+interface Lane<State, Command, Event> {
+  id: string;
+  queue: Pending<State, Command, Event>[];
+  /** Oldest first; `pipelineDepth` at most. */
+  inFlight: Sent<State, Command, Event>[];
+  /** Undefined when nothing is in flight and the state is to be loaded again. */
+  tip?: Tip<State>;
+  /** Conflicting writes in a row. */
+  conflicts: number;
+  /** In `due`: to be sent from at the next turn of the event loop. */
+  due: boolean;
+  /** Its state is being read from the store. */
+  loading: boolean;
 }
 
 export interface WriterOptions {
@@ -136,13 +155,14 @@ const SPLIT_FROM = 16;
  * after the write is durable; a rejected command fails alone.
  */
 export class AggregateWriter<State, Command, Event extends DomainEvent> {
-  private readonly queues = new Map<string, Pending<State, Command, Event>[]>();
+  /** The aggregates with commands waiting or batches in flight. */
+  private readonly lanes = new Map<string, Lane<State, Command, Event>>();
+  /** Lanes that got commands this turn: all sent from in one callback at the next. */
+  private due: Lane<State, Command, Event>[] = [];
   private readonly cache: LRUCache<string, Loaded<State>>;
   /** Streams whose snapshot is being written a slice at a time. */
   private readonly snapshotting = new Map<string, Promise<void>>();
-  /** Wakes an aggregate's queue that waits for its write or for more commands. */
-  private readonly wakers = new Map<string, () => void>();
-  /** With a store that writes appends in order, batches are pipelined (see `drain`). */
+  /** With a store that writes appends in order, batches are pipelined (see `pump`). */
   private readonly ordered: (EventStore & OrderedAppends) | undefined;
   private readonly pipelineDepth: number;
 
@@ -166,15 +186,13 @@ export class AggregateWriter<State, Command, Event extends DomainEvent> {
     answer: (outcome: Outcome<State, Event>) => Answer,
   ): Promise<Written<Answer>> {
     return new Promise<Written<unknown>>((resolve, reject) => {
-      const queue = this.queues.get(id);
-      const pending = { command, context, answer, resolve, reject };
-      if (queue) {
-        queue.push(pending);
-        this.wakers.get(id)?.();
-        return;
+      let lane = this.lanes.get(id);
+      if (lane === undefined) {
+        lane = { id, queue: [], inFlight: [], conflicts: 0, due: false, loading: false };
+        this.lanes.set(id, lane);
       }
-      this.queues.set(id, [pending]);
-      void this.drain(id);
+      lane.queue.push({ command, context, answer, resolve, reject });
+      this.markDue(lane);
     }) as Promise<Written<Answer>>;
   }
 
@@ -200,61 +218,96 @@ export class AggregateWriter<State, Command, Event extends DomainEvent> {
   }
 
   /**
-   * Sends the queue's batches one after another. With a store that writes appends in order,
-   * the next batch is decided on the state the batch being written will leave, and sent while
-   * it is written (pipelined, `pipelineDepth` batches at most): the store's writer goes from
-   * one commit to the next without waiting for this thread. Answers still go out in order,
-   * each only once its own write is durable; a batch that fails takes the ones sent after it
-   * down with it (the store checks the event each goes on after), and those are redone.
+   * Requests read off one socket read reach their queues at different promise depths (each
+   * is validated first): lanes are sent from at the next turn, so the first batch holds all
+   * of them rather than the first alone, with the rest waiting a whole write behind it. One
+   * callback for every lane due: spread over a thousand organizations, nearly every charge
+   * is a batch of its own, and a coroutine per lane (its own next-turn wait, a race between
+   * its write and its next command) was most of what the pipeline cost a charge.
    */
-  private async drain(id: string): Promise<void> {
-    const queue = this.queues.get(id)!;
-    // Requests read off one socket read reach the queue at different promise depths (each
-    // is validated first): start after this turn, so the first batch holds all of them
-    // rather than the first alone, with the rest waiting a whole write behind it.
-    await nextTurn();
-    const inFlight: Sent<State, Command, Event>[] = [];
-    /** Undefined when nothing is in flight and the state is to be loaded again. */
-    let tip: Tip<State> | undefined;
-    let conflicts = 0;
-    while (queue.length > 0 || inFlight.length > 0) {
-      if (queue.length > 0 && inFlight.length < this.pipelineDepth) {
-        if (!tip) {
-          try {
-            tip = { loaded: await this.load(id) };
-          } catch (error) {
-            queue.splice(0).forEach((pending) => pending.reject(storeUnavailable(error)));
-            continue;
-          }
+  private markDue(lane: Lane<State, Command, Event>): void {
+    if (lane.due) return;
+    lane.due = true;
+    this.due.push(lane);
+    if (this.due.length === 1) setImmediate(this.sendDue);
+  }
+
+  private readonly sendDue = () => {
+    const lanes = this.due;
+    this.due = [];
+    for (const lane of lanes) {
+      lane.due = false;
+      this.pump(lane);
+    }
+  };
+
+  /**
+   * Answers the lane's batches that are written, oldest first, and sends what waits. With a
+   * store that writes appends in order, the next batch is decided on the state the batch
+   * being written will leave, and sent while it is written (pipelined, `pipelineDepth`
+   * batches at most): the store's writer goes from one commit to the next without waiting
+   * for this thread. Answers still go out in order, each only once its own write is durable;
+   * a batch that fails takes the ones sent after it down with it (the store checks the event
+   * each goes on after), and those are redone. Runs at each turn the lane is due and after
+   * each of its writes.
+   */
+  private pump(lane: Lane<State, Command, Event>): void {
+    this.answerWritten(lane);
+    while (!lane.loading && lane.queue.length > 0 && lane.inFlight.length < this.pipelineDepth) {
+      if (lane.tip === undefined) {
+        const cached = this.cache.get(lane.id);
+        if (cached === undefined) {
+          this.loadInto(lane);
+          return;
         }
-        const sent = this.send(id, tip, queue.splice(0, this.batchSize(queue, inFlight)));
-        inFlight.push(sent);
-        tip = sent.tip;
-        continue;
+        lane.tip = { loaded: cached };
       }
+      const batch = lane.queue.splice(0, this.batchSize(lane.queue, lane.inFlight));
+      const sent = this.send(lane, lane.tip, batch);
+      lane.inFlight.push(sent);
+      lane.tip = sent.tip;
+      // One with nothing to write is answered at once if nothing is ahead of it.
+      if (sent.outcome !== undefined) this.answerWritten(lane);
+    }
+    const idle = lane.queue.length === 0 && lane.inFlight.length === 0 && !lane.loading;
+    if (idle && this.lanes.get(lane.id) === lane) this.lanes.delete(lane.id);
+  }
+
+  /** Reads the lane's state from the store (it is not cached), then goes on sending. */
+  private loadInto(lane: Lane<State, Command, Event>): void {
+    lane.loading = true;
+    this.load(lane.id).then(
+      (loaded) => {
+        lane.loading = false;
+        lane.tip = { loaded };
+        this.pump(lane);
+      },
+      (error: unknown) => {
+        lane.loading = false;
+        lane.queue.splice(0).forEach((pending) => pending.reject(storeUnavailable(error)));
+        this.pump(lane);
+      },
+    );
+  }
+
+  /** Completes the lane's written batches, oldest first; after a failed one, redoes the rest. */
+  private answerWritten(lane: Lane<State, Command, Event>): void {
+    const { inFlight } = lane;
+    while (inFlight.length > 0 && inFlight[0].outcome !== undefined) {
       const oldest = inFlight[0];
-      if (queue.length === 0 && inFlight.length < this.pipelineDepth) {
-        // Room for another batch: whichever comes first, the write or more commands.
-        const arrived = await Promise.race([
-          oldest.outcome.then(() => false),
-          new Promise<boolean>((resolve) => this.wakers.set(id, () => resolve(true))),
-        ]);
-        this.wakers.delete(id);
-        if (arrived) {
-          await nextTurn();
-          continue;
-        }
-      }
-      const outcome = await oldest.outcome;
-      inFlight.shift();
+      const outcome = oldest.outcome!;
       if (outcome.written !== undefined || oldest.events.length === 0) {
-        this.completed(id, oldest, outcome.written);
-        conflicts = 0;
+        inFlight.shift();
+        this.completed(lane.id, oldest, outcome.written);
+        lane.conflicts = 0;
         continue;
       }
       // Every batch sent after this one was decided on its events: none of them can have been
       // written, unless this write's failure was not one (the store lost touch after its
-      // commit); whichever were written are answered, the rest redone from the store.
+      // commit). Once they are all done, whichever were written are answered, the rest
+      // redone from the store.
+      if (inFlight.some((sent) => sent.outcome === undefined)) return;
+      inFlight.shift();
       const redo: Pending<State, Command, Event>[] = [];
       if (outcome.error instanceof WrongExpectedRevisionError) {
         this.options.observer?.conflicted();
@@ -264,24 +317,25 @@ export class AggregateWriter<State, Command, Event extends DomainEvent> {
         this.options.observer?.decided('failed', oldest.batch.length);
       }
       for (const follower of inFlight.splice(0)) {
-        const { written } = await follower.outcome;
-        if (written !== undefined) this.completed(id, follower, written);
+        const { written } = follower.outcome!;
+        if (written !== undefined) this.completed(lane.id, follower, written);
         else redo.push(...follower.batch);
       }
-      this.cache.delete(id);
-      tip = undefined;
-      if (redo.length === 0) continue;
-      if (++conflicts >= MAX_ATTEMPTS) {
+      this.cache.delete(lane.id);
+      lane.tip = undefined;
+      if (redo.length === 0) return;
+      if (++lane.conflicts >= MAX_ATTEMPTS) {
         redo.forEach((pending) =>
-          pending.reject(unavailable(`${this.type.name} ${id} is being written by others; retry`)),
+          pending.reject(
+            unavailable(`${this.type.name} ${lane.id} is being written by others; retry`),
+          ),
         );
         this.options.observer?.decided('failed', redo.length);
-        conflicts = 0;
-        continue;
+        lane.conflicts = 0;
+        return;
       }
-      queue.unshift(...redo);
+      lane.queue.unshift(...redo);
     }
-    this.queues.delete(id);
   }
 
   /**
@@ -298,36 +352,22 @@ export class AggregateWriter<State, Command, Event extends DomainEvent> {
     return split ? Math.ceil(queue.length / 2) : queue.length;
   }
 
-  /** Decides `batch` on `tip` and starts its write (none if it changes nothing). */
+  /**
+   * Decides `batch` on `tip` and starts its write (none if it changes nothing); the lane is
+   * pumped again once it is done.
+   */
   private send(
-    id: string,
+    lane: Lane<State, Command, Event>,
     tip: Tip<State>,
     batch: Pending<State, Command, Event>[],
   ): Sent<State, Command, Event> {
     const { state, events, settled, counts } = this.decideBatch(tip.loaded.state, batch);
     if (events.length === 0) {
       const same = { loaded: { ...tip.loaded, state }, lastEventId: tip.lastEventId };
-      return { batch, events, settled, counts, tip: same, outcome: Promise.resolve({}) };
+      return { batch, events, settled, counts, tip: same, outcome: {} };
     }
-    const streamId = this.type.streamId(id);
+    const streamId = this.type.streamId(lane.id);
     const { revision } = tip.loaded;
-    const started = performance.now();
-    const write =
-      tip.lastEventId !== undefined && this.ordered
-        ? this.ordered.appendAfter(streamId, events, { revision, eventId: tip.lastEventId })
-        : this.store.appendToStream(
-            streamId,
-            events,
-            revision === NO_REVISION ? 'no_stream' : revision,
-          );
-    const outcome = write.then(
-      (written) => {
-        if (batch.length > 1) this.options.afterGroupAppend?.();
-        this.options.observer?.appended(counts.written, (performance.now() - started) / 1000);
-        return { written };
-      },
-      (error: unknown) => ({ error }),
-    );
     const next: Loaded<State> = {
       state,
       // Revisions follow each other: the position is known once written.
@@ -336,14 +376,44 @@ export class AggregateWriter<State, Command, Event extends DomainEvent> {
       snapshotRevision: tip.loaded.snapshotRevision,
       storedParts: tip.loaded.storedParts,
     };
-    return {
+    const sent: Sent<State, Command, Event> = {
       batch,
       events,
       settled,
       counts,
       tip: { loaded: next, lastEventId: events[events.length - 1].eventId },
-      outcome,
     };
+    const started = performance.now();
+    this.write(streamId, events, tip).then(
+      (written) => {
+        if (batch.length > 1) this.options.afterGroupAppend?.();
+        this.options.observer?.appended(counts.written, (performance.now() - started) / 1000);
+        sent.outcome = { written };
+        this.pump(lane);
+      },
+      (error: unknown) => {
+        sent.outcome = { error };
+        this.pump(lane);
+      },
+    );
+    return sent;
+  }
+
+  /** Appends `events` where `tip` left the stream: right after its last event if it knows it. */
+  private write(streamId: string, events: NewEvent[], tip: Tip<State>): Promise<AppendResult> {
+    const { revision } = tip.loaded;
+    try {
+      return tip.lastEventId !== undefined && this.ordered
+        ? this.ordered.appendAfter(streamId, events, { revision, eventId: tip.lastEventId })
+        : this.store.appendToStream(
+            streamId,
+            events,
+            revision === NO_REVISION ? 'no_stream' : revision,
+          );
+    } catch (error) {
+      // A store that throws rather than rejects still fails only this batch.
+      return Promise.reject(error);
+    }
   }
 
   /** A batch is durable (or changed nothing): cache its state and answer its callers. */
