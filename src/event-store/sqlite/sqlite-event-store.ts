@@ -79,26 +79,23 @@ export interface SqliteEventStoreOptions {
   typesScanWindow?: number;
 }
 
-interface QueuedAppend {
+interface AskedAppend {
   streamId: string;
   events: NewEvent[];
   expected: ExpectedRevision;
   afterEventId?: string;
-  resolve: (result: AppendResult) => void;
+}
+
+/** What waits for the writer's next batch, and its caller: one shape for every queue. */
+interface Queued<Item, Result> {
+  item: Item;
+  resolve: (result: Result) => void;
   reject: (error: unknown) => void;
 }
 
-interface QueuedSnapshot {
-  snapshot: SnapshotWrite;
-  resolve: () => void;
-  reject: (error: unknown) => void;
-}
-
-interface QueuedPiece {
-  piece: PartPiece;
-  resolve: () => void;
-  reject: (error: unknown) => void;
-}
+type QueuedAppend = Queued<AskedAppend, AppendResult>;
+type QueuedSnapshot = Queued<SnapshotWrite, void>;
+type QueuedPiece = Queued<PartPiece, void>;
 
 interface EventRow {
   position: bigint;
@@ -295,18 +292,15 @@ export class SqliteEventStore implements EventStore, OrderedAppends, SnapshotSto
     });
   }
 
-  private queueAppend(append: Omit<QueuedAppend, 'resolve' | 'reject'>): Promise<AppendResult> {
+  private queueAppend(append: AskedAppend): Promise<AppendResult> {
     return this.enqueue(this.queuedAppends, append);
   }
 
   /** Puts `item` in `queue` for the next batch; settles once that batch is committed. */
-  private enqueue<Item, Result>(
-    queue: (Item & { resolve: (result: Result) => void; reject: (error: unknown) => void })[],
-    item: Item,
-  ): Promise<Result> {
+  private enqueue<Item, Result>(queue: Queued<Item, Result>[], item: Item): Promise<Result> {
     return new Promise((resolve, reject) => {
       this.assertOpen();
-      queue.push({ ...item, resolve, reject });
+      queue.push({ item, resolve, reject });
       this.scheduleWrite();
     });
   }
@@ -348,7 +342,7 @@ export class SqliteEventStore implements EventStore, OrderedAppends, SnapshotSto
     const rest = this.queuedAppends.slice(taken);
     for (const append of this.queuedAppends.slice(0, taken)) {
       try {
-        requests.push(toAppendRequest(append));
+        requests.push(toAppendRequest(append.item));
         appends.push(append);
       } catch (error) {
         append.reject(error);
@@ -363,8 +357,8 @@ export class SqliteEventStore implements EventStore, OrderedAppends, SnapshotSto
     const writing = (async () => {
       const outcome = await this.writer.write({
         appends: requests,
-        snapshots: snapshots.map((queued) => queued.snapshot),
-        ...(pieces.length === 0 ? {} : { pieces: pieces.map((queued) => queued.piece) }),
+        snapshots: snapshots.map((queued) => queued.item),
+        ...(pieces.length === 0 ? {} : { pieces: pieces.map((queued) => queued.item) }),
       });
       this.settle(appends, snapshots, outcome, pieces);
     })();
@@ -381,7 +375,7 @@ export class SqliteEventStore implements EventStore, OrderedAppends, SnapshotSto
   private takePieces(): QueuedPiece[] {
     let length = 0;
     let count = 0;
-    for (const { piece } of this.queuedPieces) {
+    for (const { item: piece } of this.queuedPieces) {
       if (count > 0 && length + piece.text.length > PIECE_LENGTH) break;
       length += piece.text.length;
       count += 1;
@@ -412,26 +406,24 @@ export class SqliteEventStore implements EventStore, OrderedAppends, SnapshotSto
       else queued.reject(writeError(failure));
     });
     let wrote = false;
-    appends.forEach((append, index) => {
+    appends.forEach(({ item: append, resolve, reject }, index) => {
       const result = outcome.appends[index];
       if ('written' in result) {
         wrote ||= append.events.length > 0;
         this.remember(append.streamId, append.events, result.written);
-        append.resolve(result.written);
+        resolve(result.written);
       } else if ('conflict' in result) {
-        append.reject(
-          new WrongExpectedRevisionError(append.streamId, append.expected, result.conflict),
-        );
+        reject(new WrongExpectedRevisionError(append.streamId, append.expected, result.conflict));
       } else if ('duplicateEventId' in result) {
-        append.reject(new DuplicateEventIdError(append.streamId, result.duplicateEventId));
+        reject(new DuplicateEventIdError(append.streamId, result.duplicateEventId));
       } else {
-        append.reject(writeError(result.failed));
+        reject(writeError(result.failed));
       }
     });
     snapshots.forEach((queued, index) => {
       const failure = outcome.snapshots[index];
       if (failure === null) queued.resolve();
-      else queued.reject(snapshotError(queued.snapshot, failure));
+      else queued.reject(snapshotError(queued.item, failure));
     });
     if (wrote) this.appended.notify();
   }
@@ -495,11 +487,11 @@ export class SqliteEventStore implements EventStore, OrderedAppends, SnapshotSto
       // Each piece waits for the one before: one piece a commit.
       for (const [piece, text] of pieces.entries()) {
         const { streamId } = snapshot;
-        await this.enqueue(this.queuedPieces, { piece: { streamId, key: part.key, piece, text } });
+        await this.enqueue(this.queuedPieces, { streamId, key: part.key, piece, text });
       }
       parts.push({ key: part.key, pieces: pieces.length });
     }
-    return this.enqueue(this.queuedSnapshots, { snapshot: { ...snapshot, parts } });
+    return this.enqueue(this.queuedSnapshots, { ...snapshot, parts });
   }
 
   /** Stops every subscription (waiting for handlers in progress), then closes the file. */
@@ -727,12 +719,7 @@ export function piecesOf(text: string): string[] {
 const isHighSurrogate = (code: number) => code >= 0xd800 && code <= 0xdbff;
 
 /** The event's data and metadata as JSON, for the writer (possibly in another thread). */
-function toAppendRequest({
-  streamId,
-  events,
-  expected,
-  afterEventId,
-}: QueuedAppend): AppendRequest {
+function toAppendRequest({ streamId, events, expected, afterEventId }: AskedAppend): AppendRequest {
   return {
     streamId,
     expected,
