@@ -297,9 +297,19 @@ describe.each(WRITES)('SqliteEventStore, writes %s', (writes) => {
     const written = await wave(40, 'wave');
     // A few at once still share one commit.
     await wave(15, 'few');
+    // A hot organization's wave: two appends of many events each, cut between them.
+    const [first, second] = [newEvents(32), newEvents(32)];
+    await Promise.all([
+      store.appendToStream('organization-hot', first, 'no_stream'),
+      store.appendAfter('organization-hot', second, { revision: 31n, eventId: first[31].eventId }),
+    ]);
+    const hot = await store.readStream('organization-hot');
+    expect(hot.map((event) => event.eventId)).toEqual([...first, ...second].map((e) => e.eventId));
+    // One append of many events stays whole.
+    await store.appendToStream('organization-alone', newEvents(40), 'no_stream');
 
     // Written inline, the first half would be done before the second is taken: no overlap.
-    expect(batches).toEqual(writes === 'thread' ? [20, 20, 15] : [40, 15]);
+    expect(batches).toEqual(writes === 'thread' ? [20, 20, 15, 1, 1, 1] : [40, 15, 2, 1]);
     expect(written.map((result) => result.position)).toEqual(
       Array.from({ length: 40 }, (_, i) => head + BigInt(i + 1)),
     );
