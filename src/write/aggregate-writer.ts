@@ -254,7 +254,14 @@ export class AggregateWriter<State, Command, Event extends DomainEvent> {
    */
   private pump(lane: Lane<State, Command, Event>): void {
     this.answerWritten(lane);
-    while (!lane.loading && lane.queue.length > 0 && lane.inFlight.length < this.pipelineDepth) {
+    // Commands that arrived this turn wait for its end (sendDue) even if a write finishes
+    // meanwhile, so that they go as one batch, not in pieces.
+    while (
+      !lane.due &&
+      !lane.loading &&
+      lane.queue.length > 0 &&
+      lane.inFlight.length < this.pipelineDepth
+    ) {
       if (lane.tip === undefined) {
         const cached = this.cache.get(lane.id);
         if (cached === undefined) {

@@ -273,6 +273,38 @@ describe('the write pipeline (group commit per organization)', () => {
     ]);
   });
 
+  it('sends the commands of one turn as one batch, even when a write finishes in that turn', async () => {
+    const organizations = writer();
+    await organizationWith(organizations, 'o', 100);
+    // The next write is made at once, its answer held until released.
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const append = store.appendToStream.bind(store);
+    jest.spyOn(store, 'appendToStream').mockImplementationOnce(async (...args) => {
+      const result = await append(...args);
+      await held;
+      return result;
+    });
+    const first = charge(organizations, 'o', 'first');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    const after = jest.spyOn(store, 'appendAfter');
+
+    // In one turn: a command, the write answered, more commands a few promises later.
+    const arriving = [charge(organizations, 'o', 'early')];
+    release();
+    for (let i = 0; i < 7; i++) {
+      for (let step = 0; step < 5; step++) await Promise.resolve();
+      arriving.push(charge(organizations, 'o', `late-${i}`));
+    }
+    const answers = await Promise.all([first, ...arriving]);
+
+    expect(after).toHaveBeenCalledTimes(1);
+    expect(after.mock.calls[0][1]).toHaveLength(8);
+    expect(answers.map(({ answer }) => answer.available)).toEqual([
+      99, 98, 97, 96, 95, 94, 93, 92, 91,
+    ]);
+  });
+
   it("never writes a batch after somebody else's events, even as many as the batch it was decided on", async () => {
     const here = writer();
     const elsewhere = writer();
