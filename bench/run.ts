@@ -70,7 +70,7 @@ export interface Row {
  * Set by main().
  */
 let NATS_URL = process.env.BENCH_NATS_URL ?? '';
-/** The bench's own NATS server, whose CPU time counts in a charge's cost. */
+/** The current row's NATS server, whose CPU time counts in a charge's cost. */
 let natsPid: number | undefined;
 
 async function startNatsServer(): Promise<() => Promise<void>> {
