@@ -61,21 +61,44 @@ export function statementSizes(count: number): number[] {
 type Insert = Extract<Change, { kind: 'upsert' | 'accumulate' }>;
 type Increment = Extract<Change, { kind: 'increment' }>;
 
-const rowId = (change: Change) => `${change.table}\u0000${JSON.stringify(change.key)}`;
+/**
+ * The row a change is to, as one string: the table, then each key value with its length, so
+ * that no two keys can run together. Cheaper than JSON of the key, which was a third of the
+ * time spent folding a hot organization's page.
+ */
+function rowId(change: Change): string {
+  let id = change.table;
+  for (const column in change.key) {
+    const value = change.key[column];
+    id += typeof value === 'string' ? `\u0000${value.length}:${value}` : `\u0000#${value}`;
+  }
+  return id;
+}
 
 const sameColumns = (a: object, b: object) => {
-  const left = Object.keys(a);
-  const right = Object.keys(b);
-  return left.length === right.length && left.every((column) => column in b);
+  let count = 0;
+  for (const column in a) {
+    if (!(column in b)) return false;
+    count += 1;
+  }
+  for (const _ in b) count -= 1;
+  return count === 0;
 };
 
-const addUp = (a: Record<string, number>, b: Record<string, number>) =>
-  Object.fromEntries(Object.entries(a).map(([column, value]) => [column, value + b[column]]));
+/**
+ * Folded changes: made here, so `merge` may add into them in place; the projections' own
+ * changes are never modified (audit verify applies them as they came).
+ */
+const folded = new WeakSet<Change>();
 
 /** One change with the same effect as `a` then `b` on one row, or undefined if there is none. */
 function merge(a: Change, b: Change): Change | undefined {
   if ((a.kind === 'accumulate' || a.kind === 'increment') && a.kind === b.kind) {
-    return sameColumns(a.add, b.add) ? { ...a, add: addUp(a.add, b.add) } : undefined;
+    if (!sameColumns(a.add, b.add)) return undefined;
+    const sum = folded.has(a) ? a : { ...a, add: { ...a.add } };
+    for (const column in b.add) sum.add[column] += b.add[column];
+    folded.add(sum);
+    return sum;
   }
   // An overwrite after an insert-or-overwrite (or after an overwrite) folds into the first.
   if ((a.kind === 'upsert' || a.kind === 'update') && b.kind === 'update') {
