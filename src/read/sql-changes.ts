@@ -86,18 +86,15 @@ const sameColumns = (a: object, b: object) => {
 };
 
 /**
- * Folded changes: made here, so `merge` may add into them in place; the projections' own
- * changes are never modified (audit verify applies them as they came).
+ * One change with the same effect as `a` then `b` on one row, or undefined if there is none.
+ * An addition goes into `a` itself only if `ours` (a change `merge` made): the projections'
+ * own changes are never modified, as audit verify applies them as they came.
  */
-const folded = new WeakSet<Change>();
-
-/** One change with the same effect as `a` then `b` on one row, or undefined if there is none. */
-function merge(a: Change, b: Change): Change | undefined {
+function merge(a: Change, b: Change, ours: boolean): Change | undefined {
   if ((a.kind === 'accumulate' || a.kind === 'increment') && a.kind === b.kind) {
     if (!sameColumns(a.add, b.add)) return undefined;
-    const sum = folded.has(a) ? a : { ...a, add: { ...a.add } };
+    const sum = ours ? a : { ...a, add: { ...a.add } };
     for (const column in b.add) sum.add[column] += b.add[column];
-    folded.add(sum);
     return sum;
   }
   // An overwrite after an insert-or-overwrite (or after an overwrite) folds into the first.
@@ -117,6 +114,7 @@ function merge(a: Change, b: Change): Change | undefined {
  */
 export function coalesce(changes: readonly Change[]): Change[][] {
   const byRow = new Map<string, Change[]>();
+  const made = new Set<Change>();
   for (const change of changes) {
     const id = rowId(change);
     const list = byRow.get(id);
@@ -124,9 +122,13 @@ export function coalesce(changes: readonly Change[]): Change[][] {
       byRow.set(id, [change]);
       continue;
     }
-    const merged = merge(list[list.length - 1], change);
+    const last = list[list.length - 1];
+    const merged = merge(last, change, made.has(last));
     if (merged === undefined) list.push(change);
-    else list[list.length - 1] = merged;
+    else {
+      list[list.length - 1] = merged;
+      made.add(merged);
+    }
   }
   return [...byRow.values()];
 }
