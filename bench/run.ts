@@ -34,6 +34,8 @@ import {
   peakRssMb,
   runLoad,
   threadCpuSeconds,
+  threadWrittenBytes,
+  writtenBytes,
 } from './support/processes';
 import { THREAD_NAMES } from '../src/threads/thread-name';
 import { allocationProfile, threadProfiles } from './support/profile';
@@ -62,6 +64,10 @@ export interface Row {
   cpuCeilingPerSecond?: number;
   /** The share of the machine's CPU time left idle while the load ran (warm-up included). */
   idleShare?: number;
+  /** KB the service wrote to files per charge, warm-up included; by thread; the NATS server's. */
+  writtenKbPerCharge?: number;
+  writtenKbPerChargeByThread?: Record<string, number>;
+  natsWrittenKbPerCharge?: number;
 }
 
 /**
@@ -269,6 +275,8 @@ interface CpuPerCharge {
   nats?: number;
   /** The share of the machine's CPU time left idle while the load ran. */
   idle: number;
+  /** KB written to files per charge: by the service, by its threads, by NATS (JetStream). */
+  written: { service: number; serviceThreads: Record<string, number>; nats?: number };
 }
 
 /** The service's threads as the bench shows them, by the names it gives them. */
@@ -278,21 +286,29 @@ const SERVICE_THREADS: [label: string, name: string][] = [
   ['event-store writer', THREAD_NAMES.eventStoreWriter],
 ];
 
-/** Each of the service's threads' share of `serviceSeconds`, the rest as `other threads`. */
+/** The threads that write to disk: the writer, the read side and the WAL checkpoints. */
+const WRITING_THREADS: [label: string, name: string][] = [
+  ['event-store writer', THREAD_NAMES.eventStoreWriter],
+  ['read side', THREAD_NAMES.readSide],
+  ['WAL checkpoints', THREAD_NAMES.walCheckpointer],
+];
+
+/** Each of the service's threads' share of `serviceTotal`, the rest as `other threads`. */
 function byThread(
   before: Map<string, number>,
   after: Map<string, number>,
-  serviceSeconds: number,
+  serviceTotal: number,
+  threads = SERVICE_THREADS,
 ): Record<string, number> {
   const shares: Record<string, number> = {};
   let named = 0;
-  for (const [label, name] of SERVICE_THREADS) {
+  for (const [label, name] of threads) {
     const now = after.get(name);
     if (now === undefined) continue;
     shares[label] = now - (before.get(name) ?? 0);
     named += shares[label];
   }
-  shares['other threads'] = serviceSeconds - named;
+  shares['other threads'] = serviceTotal - named;
   return shares;
 }
 
@@ -368,6 +384,9 @@ async function measuredLoad(measured: UnderLoad, load: () => Promise<LoadReport>
   const serviceBefore = cpuSeconds(pid);
   const threadsBefore = threadCpuSeconds(pid);
   const natsBefore = natsPid === undefined ? undefined : cpuSeconds(natsPid);
+  const writtenBefore = writtenBytes(pid);
+  const threadsWrittenBefore = threadWrittenBytes(pid);
+  const natsWrittenBefore = natsPid === undefined ? undefined : writtenBytes(natsPid);
   const machineBefore = machineTicks();
   const report = await load();
   const machineAfter = machineTicks();
@@ -377,6 +396,14 @@ async function measuredLoad(measured: UnderLoad, load: () => Promise<LoadReport>
   const perCharge = (seconds: number) => (seconds * 1000) / Math.max(1, report.charged);
   const serviceSeconds = cpuSeconds(pid) - serviceBefore;
   const threads = byThread(threadsBefore, threadCpuSeconds(pid), serviceSeconds);
+  const kbPerCharge = (bytes: number) => bytes / 1024 / Math.max(1, report.charged);
+  const serviceWritten = writtenBytes(pid) - writtenBefore;
+  const threadsWritten = byThread(
+    threadsWrittenBefore,
+    threadWrittenBytes(pid),
+    serviceWritten,
+    WRITING_THREADS,
+  );
   const cpu: CpuPerCharge = {
     service: perCharge(serviceSeconds),
     serviceThreads: Object.fromEntries(
@@ -387,6 +414,16 @@ async function measuredLoad(measured: UnderLoad, load: () => Promise<LoadReport>
     idle:
       (machineAfter.idle - machineBefore.idle) /
       Math.max(1, machineAfter.total - machineBefore.total),
+    written: {
+      service: kbPerCharge(serviceWritten),
+      serviceThreads: Object.fromEntries(
+        Object.entries(threadsWritten).map(([label, bytes]) => [label, kbPerCharge(bytes)]),
+      ),
+      nats:
+        natsWrittenBefore === undefined
+          ? undefined
+          : kbPerCharge(writtenBytes(natsPid!) - natsWrittenBefore),
+    },
   };
   const balanced = await measured.booksBalance(report.charged);
   return { report, balanced, rss: peakRssMb(pid), cpu };
@@ -406,7 +443,12 @@ function cpuText(cpu: CpuPerCharge, who = 'service'): string {
     .map(([label, ms]) => `${label} ${fmt(ms, 3)}`)
     .join(', ');
   const others = `load ${fmt(cpu.load, 3)}${cpu.nats === undefined ? '' : `, NATS ${fmt(cpu.nats, 3)}`}`;
-  return `${who} CPU ${fmt(cpu.service, 3)} ms a charge (${threads}; ${others}; the cores fit ${fmt(cpuCeiling(cpu))}/s, and were ${fmt(cpu.idle * 100)}% idle)`;
+  const { written } = cpu;
+  const writers = Object.entries(written.serviceThreads)
+    .map(([label, kb]) => `${label} ${fmt(kb, 1)}`)
+    .join(', ');
+  const natsWritten = written.nats === undefined ? '' : `; NATS ${fmt(written.nats, 1)}`;
+  return `${who} CPU ${fmt(cpu.service, 3)} ms a charge (${threads}; ${others}; the cores fit ${fmt(cpuCeiling(cpu))}/s, and were ${fmt(cpu.idle * 100)}% idle); written to files ${fmt(written.service, 1)} KB a charge (${writers}${natsWritten})`;
 }
 
 /** The CPU fields of a row. */
@@ -418,6 +460,9 @@ function cpuFields(cpu: CpuPerCharge): Partial<Row> {
     natsCpuMsPerCharge: cpu.nats,
     cpuCeilingPerSecond: cpuCeiling(cpu),
     idleShare: cpu.idle,
+    writtenKbPerCharge: cpu.written.service,
+    writtenKbPerChargeByThread: cpu.written.serviceThreads,
+    natsWrittenKbPerCharge: cpu.written.nats,
   };
 }
 

@@ -64,17 +64,41 @@ export function cpuSeconds(pid: number): number {
  * thread that has exited is no longer listed, though the process's total still counts it.
  */
 export function threadCpuSeconds(pid: number): Map<string, number> {
+  return byThreadName(pid, (task) => cpuOfStat(readFileSync(`${task}/stat`, 'utf8')));
+}
+
+/**
+ * Bytes a process has written to files on a disk so far, all its threads (`write_bytes` of
+ * /proc/<pid>/io: counted as it dirties the page cache, whether or not it waits for the
+ * disk). Rewriting a page that is still dirty counts once.
+ */
+export function writtenBytes(pid: number): number {
+  return writeBytesOf(`/proc/${pid}`);
+}
+
+/** As `writtenBytes`, for each thread, summed by name as in `threadCpuSeconds`. */
+export function threadWrittenBytes(pid: number): Map<string, number> {
+  return byThreadName(pid, writeBytesOf);
+}
+
+/** `measure` of each thread's /proc/<pid>/task/<tid>, summed by thread name (`main` for the main thread). */
+function byThreadName(pid: number, measure: (task: string) => number): Map<string, number> {
   const byName = new Map<string, number>();
   for (const { tid, name } of threadsOf(pid)) {
     try {
-      const seconds = cpuOfStat(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8'));
+      const value = measure(`/proc/${pid}/task/${tid}`);
       const key = tid === pid ? 'main' : name;
-      byName.set(key, (byName.get(key) ?? 0) + seconds);
+      byName.set(key, (byName.get(key) ?? 0) + value);
     } catch {
       // The thread exited while we looked.
     }
   }
   return byName;
+}
+
+function writeBytesOf(proc: string): number {
+  const written = /^write_bytes:\s+(\d+)$/m.exec(readFileSync(`${proc}/io`, 'utf8'));
+  return written ? Number(written[1]) : NaN;
 }
 
 /** User and system time in a `/proc/.../stat` line, in seconds. */
