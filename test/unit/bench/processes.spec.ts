@@ -15,8 +15,9 @@ describe('bytes written, as the bench counts them', () => {
     writeSync(file, Buffer.alloc(1024 * 1024, 1));
     fsyncSync(file);
     closeSync(file);
-    const written = writtenBytes(process.pid) - before;
-    expect(written).toBeGreaterThanOrEqual(1024 * 1024);
-    expect(threadWrittenBytes(process.pid).get('main')! - mainBefore).toBe(written);
+    // At least: Jest's own threads may write meanwhile.
+    expect(writtenBytes(process.pid) - before).toBeGreaterThanOrEqual(1024 * 1024);
+    const main = threadWrittenBytes(process.pid).get('main')! - mainBefore;
+    expect(main).toBeGreaterThanOrEqual(1024 * 1024);
   });
 });
