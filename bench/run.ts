@@ -266,7 +266,7 @@ function natsLoad(
   });
 }
 
-/** CPU time per charge, in ms: the service's, the load's and the NATS server's. */
+/** CPU time per charge, in ms (the service's, the load's, the NATS server's), and the KB written. */
 interface CpuPerCharge {
   service: number;
   /** The service's, by thread: each of its own, and the rest (V8's GC helper, libuv) together. */
