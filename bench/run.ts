@@ -190,13 +190,17 @@ async function withService<T>(
   } finally {
     await service.stop();
     if (profiling) {
-      for (const { thread, busy, top } of threadProfiles(profileDir)) {
+      const lines = (entries: { name: string; share: number }[]) =>
+        entries.map(({ name, share }) => `  ${(share * 100).toFixed(1).padStart(5)}%  ${name}\n`);
+      for (const { thread, busy, top, ownTotal } of threadProfiles(profileDir)) {
         process.stderr.write(
-          `bench: ${thread} thread, busy ${(busy * 100).toFixed(0)}% of the time; its running time (self time):\n`,
+          [
+            `bench: ${thread} thread, busy ${(busy * 100).toFixed(0)}% of the time; its running time (self time):\n`,
+            ...lines(top),
+            `bench: ${thread} thread, the service's own functions by total time (with what they call):\n`,
+            ...lines(ownTotal),
+          ].join(''),
         );
-        for (const { name, share } of top) {
-          process.stderr.write(`  ${(share * 100).toFixed(1).padStart(5)}%  ${name}\n`);
-        }
       }
     }
     if (samplingAllocations) printAllocations(allocationsFile);

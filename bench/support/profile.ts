@@ -4,6 +4,7 @@ import { basename, join, relative } from 'node:path';
 interface ProfileNode {
   id: number;
   callFrame: { functionName: string; url: string; lineNumber: number };
+  children?: number[];
 }
 
 interface CpuProfile {
@@ -21,6 +22,12 @@ export interface ThreadProfile {
   busy: number;
   /** The functions with the most self time, as shares of the running time. */
   top: { name: string; share: number }[];
+  /**
+   * The service's own functions (not Node's, not a package's) with the most total time:
+   * theirs and that of everything they called. Self time spreads a costly step over the many
+   * small functions it calls; this names the step (a snapshot taken in slices, say).
+   */
+  ownTotal: { name: string; share: number }[];
 }
 
 /** The threads of the service, by a file only each one runs. */
@@ -47,26 +54,57 @@ export function threadProfiles(dir: string, count = 8): ThreadProfile[] {
 
 function summarize(profile: CpuProfile, count: number): ThreadProfile {
   const byId = new Map(profile.nodes.map((node) => [node.id, node]));
+  const callerOf = new Map<number, number>();
+  for (const node of profile.nodes)
+    for (const child of node.children ?? []) callerOf.set(child, node.id);
   const urls = profile.nodes.map((node) => node.callFrame.url).join('\n');
   const thread = THREADS.find(([, file]) => file.test(urls))?.[0] ?? 'other';
   const self = new Map<string, number>();
+  const ownTotal = new Map<string, number>();
   let running = 0;
   profile.samples.forEach((id, index) => {
     const frame = byId.get(id)!.callFrame;
     const micros = profile.timeDeltas[index] ?? 0;
     if (frame.functionName === '(idle)') return;
-    const where = frame.url
-      ? `${relative(process.cwd(), frame.url.replace('file://', ''))}:${frame.lineNumber + 1}`
-      : '';
-    const name = `${frame.functionName || '(anonymous)'} ${where}`.trim();
+    const name = nameOf(frame);
     self.set(name, (self.get(name) ?? 0) + micros);
     running += micros;
+    // Each of the service's functions on the stack once, however deep it recursed.
+    const counted = new Set<string>();
+    for (let at: number | undefined = id; at !== undefined; at = callerOf.get(at)) {
+      const caller = byId.get(at)!.callFrame;
+      if (!isOwn(caller.url)) continue;
+      const callerName = nameOf(caller);
+      if (counted.has(callerName)) continue;
+      counted.add(callerName);
+      ownTotal.set(callerName, (ownTotal.get(callerName) ?? 0) + micros);
+    }
   });
-  const top = [...self.entries()]
-    .sort((a, b) => b[1] - a[1])
-    .slice(0, count)
-    .map(([name, micros]) => ({ name, share: micros / running }));
-  return { thread, busy: running / (profile.endTime - profile.startTime), top };
+  const top = (totals: Map<string, number>, places = count) =>
+    [...totals.entries()]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, places)
+      .map(([name, micros]) => ({ name, share: micros / running }));
+  return {
+    thread,
+    busy: running / (profile.endTime - profile.startTime),
+    top: top(self),
+    // Twice as many: callers and callees share a stack, so a chain fills the first places.
+    ownTotal: top(ownTotal, count * 2),
+  };
+}
+
+/** A function by its name and where it starts, relative to the working directory. */
+function nameOf(frame: ProfileNode['callFrame']): string {
+  const where = frame.url
+    ? `${relative(process.cwd(), frame.url.replace('file://', ''))}:${frame.lineNumber + 1}`
+    : '';
+  return `${frame.functionName || '(anonymous)'} ${where}`.trim();
+}
+
+/** The service's own code: a file of its own, not Node's and not a package's. */
+function isOwn(url: string): boolean {
+  return url.startsWith('file://') && !url.includes('/node_modules/');
 }
 
 interface SamplingHeapNode {
