@@ -23,6 +23,6 @@ EXPOSE 3000 50051
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 3000) + '/health').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 # The flags of `npm start` (README, Speed): the heap cap (V8 would otherwise let garbage grow
-# with the machine's memory), one V8 helper thread (sized for two cores), garbage collected
-# on the thread that made it, and fewer full collections.
+# with the machine's memory), one V8 helper thread (sized for two cores) that collects
+# garbage beside the service's threads, and fewer full collections.
 CMD ["node", "--max-old-space-size=256", "--v8-pool-size=1", "--heap-growing-percent=100", "dist/src/main.js"]
