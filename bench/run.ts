@@ -965,8 +965,9 @@ async function withStalls<Measured>(
   // The event store's share: a batch waits for its commit (and fsync) from send to durable.
   const batches = (le: string) =>
     grew(`ledger_append_seconds_bucket{le="${le}",aggregate="organization"}`);
-  const durable = (100 * batches('0.005')) / batches('+Inf');
-  const stalls = `event-loop delay p99 ${ms(after('nodejs_eventloop_lag_p99_seconds'))}, max ${ms(after('nodejs_eventloop_lag_max_seconds'))}; ${gc('major')}; ${gc('incremental')}; ${gc('minor')}; ${within.toFixed(2)}% of charges answered within 10 ms of reaching the handler; ${durable.toFixed(2)}% of ${batches('+Inf')} batches durable within 5 ms of being sent`;
+  const sent = batches('+Inf');
+  const durable = (100 * batches('0.005')) / sent;
+  const stalls = `event-loop delay p99 ${ms(after('nodejs_eventloop_lag_p99_seconds'))}, max ${ms(after('nodejs_eventloop_lag_max_seconds'))}; ${gc('major')}; ${gc('incremental')}; ${gc('minor')}; ${within.toFixed(2)}% of charges answered within 10 ms of reaching the handler; ${durable.toFixed(2)}% of ${sent} batches durable within 5 ms of being sent`;
   return { ...measured, stalls };
 }
 

@@ -54,6 +54,8 @@ export function threadProfiles(dir: string, count = 8): ThreadProfile[] {
 
 function summarize(profile: CpuProfile, count: number): ThreadProfile {
   const byId = new Map(profile.nodes.map((node) => [node.id, node]));
+  // Named once per frame, not once per sample: a profile holds many thousands of samples.
+  const names = new Map(profile.nodes.map((node) => [node.id, nameOf(node.callFrame)]));
   const callerOf = new Map<number, number>();
   for (const node of profile.nodes)
     for (const child of node.children ?? []) callerOf.set(child, node.id);
@@ -66,15 +68,14 @@ function summarize(profile: CpuProfile, count: number): ThreadProfile {
     const frame = byId.get(id)!.callFrame;
     const micros = profile.timeDeltas[index] ?? 0;
     if (frame.functionName === '(idle)') return;
-    const name = nameOf(frame);
+    const name = names.get(id)!;
     self.set(name, (self.get(name) ?? 0) + micros);
     running += micros;
     // Each of the service's functions on the stack once, however deep it recursed.
     const counted = new Set<string>();
     for (let at: number | undefined = id; at !== undefined; at = callerOf.get(at)) {
-      const caller = byId.get(at)!.callFrame;
-      if (!isOwn(caller.url)) continue;
-      const callerName = nameOf(caller);
+      if (!isOwn(byId.get(at)!.callFrame.url)) continue;
+      const callerName = names.get(at)!;
       if (counted.has(callerName)) continue;
       counted.add(callerName);
       ownTotal.set(callerName, (ownTotal.get(callerName) ?? 0) + micros);
