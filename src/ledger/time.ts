@@ -4,5 +4,29 @@ export const IDEMPOTENCY_WINDOW_MS = 7 * 24 * 60 * 60 * 1000;
 /** A reservation nobody captures or releases goes back by itself after this long. */
 export const DEFAULT_RESERVATION_TTL_SECONDS = 15 * 60;
 
-export const toMillis = (iso: string): number => Date.parse(iso);
-export const toIso = (millis: number): string => new Date(millis).toISOString();
+/**
+ * The last conversion each way is kept: a batch decides every command at one `now`, and evolve
+ * parses back the very time decide wrote, so nearly every call repeats the one before. Both
+ * were 1.6% of the request thread in the hot bench's profile.
+ */
+let lastIso = '';
+let lastIsoMillis = NaN;
+let lastMillis = NaN;
+let lastMillisIso = '';
+
+export const toMillis = (iso: string): number => {
+  if (iso !== lastIso) {
+    lastIso = iso;
+    lastIsoMillis = Date.parse(iso);
+  }
+  return lastIsoMillis;
+};
+
+export const toIso = (millis: number): string => {
+  if (millis !== lastMillis) {
+    // Throws for a time out of Date's range, as before, and then keeps nothing.
+    lastMillisIso = new Date(millis).toISOString();
+    lastMillis = millis;
+  }
+  return lastMillisIso;
+};

@@ -33,8 +33,8 @@ export class RunIdFilter {
 
   add(runId: string): void {
     const mask = this.words.length * 32 - 1;
-    const [first, step] = hashesOf(runId);
-    for (let i = 0, at = first; i < this.hashes; i++, at = (at + step) >>> 0) {
+    hashesOf(runId);
+    for (let i = 0, at = hashedFirst; i < this.hashes; i++, at = (at + hashedStep) >>> 0) {
       const bit = at & mask;
       this.words[bit >>> 5] |= 1 << (bit & 31);
     }
@@ -43,8 +43,8 @@ export class RunIdFilter {
   /** False only when the run is certainly not there. */
   mayHold(runId: string): boolean {
     const mask = this.words.length * 32 - 1;
-    const [first, step] = hashesOf(runId);
-    for (let i = 0, at = first; i < this.hashes; i++, at = (at + step) >>> 0) {
+    hashesOf(runId);
+    for (let i = 0, at = hashedFirst; i < this.hashes; i++, at = (at + hashedStep) >>> 0) {
       const bit = at & mask;
       if ((this.words[bit >>> 5] & (1 << (bit & 31))) === 0) return false;
     }
@@ -58,11 +58,19 @@ export class RunIdFilter {
   }
 }
 
+/** The run id hashed last, and its two hashes (see `hashesOf`). */
+let hashedId: string | undefined;
+let hashedFirst = 0;
+let hashedStep = 1;
+
 /**
  * Two hashes of a run id for double hashing (the i-th bit is first + i * step): FNV-1a, and
- * a mix of it made odd, so that the steps reach every bit of a power-of-two filter.
+ * a mix of it made odd, so that the steps reach every bit of a power-of-two filter. Left in
+ * `hashedFirst` and `hashedStep`, and not made again for the same id: a charge asks every
+ * settled tier about its run id, twice (decide, then evolve), and each hashed it anew.
  */
-function hashesOf(runId: string): [number, number] {
+function hashesOf(runId: string): void {
+  if (runId === hashedId) return;
   let hash = 0x811c9dc5;
   for (let i = 0; i < runId.length; i++) {
     hash ^= runId.charCodeAt(i);
@@ -70,5 +78,7 @@ function hashesOf(runId: string): [number, number] {
   }
   let mixed = Math.imul(hash ^ (hash >>> 16), 0x85ebca6b);
   mixed = Math.imul(mixed ^ (mixed >>> 13), 0xc2b2ae35);
-  return [hash >>> 0, ((mixed ^ (mixed >>> 16)) | 1) >>> 0];
+  hashedFirst = hash >>> 0;
+  hashedStep = ((mixed ^ (mixed >>> 16)) | 1) >>> 0;
+  hashedId = runId;
 }

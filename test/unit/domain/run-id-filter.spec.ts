@@ -31,4 +31,18 @@ describe("a settled tier's run id filter (RunIdFilter)", () => {
     expect(RunIdFilter.read(text, RunIdFilter.HASHES).toText()).toBe(text);
     expect(RunIdFilter.read(text, RunIdFilter.HASHES).mayHold('only')).toBe(true);
   });
+
+  it('answers each filter for itself when one run id is asked of many in turn', () => {
+    // The hashes of the id asked last are kept: they must not leak into another id's answer.
+    const small = RunIdFilter.sizedFor(10);
+    const large = RunIdFilter.sizedFor(50_000);
+    small.add('run-small');
+    large.add('run-large');
+    const asked = ['run-small', 'run-small', 'run-large', 'run-small', 'run-large', 'run-large'];
+    expect(asked.map((id) => [small.mayHold(id), large.mayHold(id)])).toEqual(
+      asked.map((id) => [id === 'run-small', id === 'run-large']),
+    );
+    small.add('run-large');
+    expect([small.mayHold('run-large'), large.mayHold('run-small')]).toEqual([true, false]);
+  });
 });
