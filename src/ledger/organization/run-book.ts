@@ -17,6 +17,11 @@ export interface SettledRuns {
    * tier it mostly drops, daily: a tier answers from what it holds, without building runs.
    */
   since(horizon: number): SettledRuns;
+  /**
+   * Its runs counted with a run held twice counted twice, where `size` is costly to count (a
+   * group of tiers): what stacking sizes tiers by (see `weightOf`).
+   */
+  readonly weight?: number;
 }
 
 /** A settled tier over a plain Map, which it owns and never changes. */
@@ -88,10 +93,10 @@ export class LayeredTier implements SettledRuns {
 }
 
 /**
- * Tiers of one size class that are to become one (see `stacked`). Until a snapshot merges
- * them, a slice at a time, and hands the result over (`settle`), it answers from all of them:
- * a charge never waits for a merge, which took 40-70 ms at 30,000 runs when a fold merged
- * everything at once.
+ * Tiers of one size class that are to become one (see `stacked`). Until a snapshot groups
+ * them under one filter, a slice at a time, and hands the group over (`settle`), it answers
+ * from all of them: a charge never waits for that, which took 40-70 ms at 30,000 runs when a
+ * fold merged everything at once.
  */
 export class MergingTier implements SettledRuns {
   private both?: LayeredTier;
@@ -101,7 +106,7 @@ export class MergingTier implements SettledRuns {
     this.both = new LayeredTier(upper, lower);
   }
 
-  /** The merged tier, once settled. */
+  /** The tier that took their place, once settled. */
   get merged(): SettledRuns | undefined {
     return this.one;
   }
@@ -122,7 +127,7 @@ export class MergingTier implements SettledRuns {
 
   /** See `weightOf`. */
   get weight(): number {
-    return this.one?.size ?? weightOf(this.both!);
+    return weightOf(this.one ?? this.both!);
   }
 
   private get tier(): SettledRuns {
@@ -152,18 +157,19 @@ export class MergingTier implements SettledRuns {
 }
 
 /** Runs in a tier, counting a run held by two of its layers twice: cheap, for `stacked`. */
-function weightOf(tier: SettledRuns): number {
+export function weightOf(tier: SettledRuns): number {
   if (tier instanceof MergingTier) return tier.weight;
   if (tier instanceof LayeredTier) return weightOf(tier.upper) + weightOf(tier.lower);
-  return tier.size;
+  return tier.weight ?? tier.size;
 }
 
 /**
- * Tiers merge four at a time, once the four on top are of one size class (a power of four of
- * FOLD_AT runs): each run is merged about log4(n / FOLD_AT) times, 1.9 times at 70,000 runs
- * against 5.3 when every tier merged with one up to twice its size, and the stack holds at
- * most three tiers of each class (7 at 70,000 runs, 12 at 1,000,000). A run id absent from
- * a tier is most often told by its filter (see RunIdFilter), so more tiers cost little.
+ * Tiers become one four at a time, once the four on top are of one size class (a power of
+ * four of FOLD_AT runs), and the stack holds at most three tiers of each class (7 at 70,000
+ * runs, 12 at 1,000,000). A snapshot makes the four a group under one filter of their run ids
+ * (see GroupTier in snapshot.ts), each keeping its own part: a run id absent from them all is
+ * told by one filter, as by a tier merged from them, and no run is written again. Merging
+ * their columns instead wrote each run about log4(n / FOLD_AT) times more.
  */
 const MERGE_FANOUT = 4;
 
@@ -172,7 +178,7 @@ function sizeClassOf(tier: SettledRuns): number {
   return ratio <= 1 ? 0 : Math.round(Math.log(ratio) / Math.log(MERGE_FANOUT));
 }
 
-/** `tier` on top of the stack `below`, the four on top merged while they are of one class. */
+/** `tier` on top of the stack `below`, the four on top taken as one while of one class. */
 export function stacked(tier: SettledRuns, below: SettledRuns): SettledRuns {
   const tiers = [tier, ...tiersOf(below)];
   for (;;) {

@@ -1,11 +1,12 @@
 import { readFileSync } from 'node:fs';
+import { Map as ImmutableMap } from 'immutable';
 import { join } from 'node:path';
 import { balanceAt } from '../../../src/ledger/organization/balance';
 import { decide } from '../../../src/ledger/organization/decide';
 import type { OrganizationCommand } from '../../../src/ledger/organization/commands';
 import type { OrganizationEvent } from '../../../src/ledger/organization/events';
 import { evolve } from '../../../src/ledger/organization/evolve';
-import type { OrganizationState } from '../../../src/ledger/organization/state';
+import type { CharmRun, OrganizationState } from '../../../src/ledger/organization/state';
 import {
   deserializeOrganization,
   serializeOrganization,
@@ -87,6 +88,10 @@ function restore(snapshot: OrganizationSnapshot, schemaVersion?: number): Organi
 
 const roundTrip = (state: OrganizationState) => restore(serializeOrganization(state));
 
+/** A snapshot's first line: the keys of its settled tiers on top, newest first. */
+const headOf = (snapshot: OrganizationSnapshot) =>
+  JSON.parse(snapshot.state.slice(0, snapshot.state.indexOf('\n'))) as { runTiers: string[] };
+
 /**
  * The state `organization-snapshot-v<version>.txt` was written from by that version's
  * serializer (`runs` charges, a reservation and a refund; then a charge, a refund and a capture
@@ -95,6 +100,8 @@ const roundTrip = (state: OrganizationState) => restore(serializeOrganization(st
 function readFixture(
   version: number,
   recipe: { runs: number; credits: number; amount: number; charms: number; refund: number },
+  /** A snapshot with parts (version 7 on), instead of the text file. */
+  written?: OrganizationSnapshot,
 ) {
   const { runs, credits, amount, charms, refund } = recipe;
   const folded = organization.given([
@@ -116,7 +123,9 @@ function readFixture(
     state = decide(command, state, T0).reduce(evolve, state);
   }
   const file = join(__dirname, 'fixtures', `organization-snapshot-v${version}.txt`);
-  const restored = deserializeOrganization(readFileSync(file, 'utf8'), version, new Map());
+  const restored = written
+    ? restore(written, version)
+    : deserializeOrganization(readFileSync(file, 'utf8'), version, new Map());
   expect(byRunId([...restored.runs.values()])).toEqual(byRunId([...state.runs.values()]));
   expect(restored.runs.size).toBe(runs + 2);
   expect(balanceAt(restored, T0)).toEqual(balanceAt(state, T0));
@@ -353,7 +362,7 @@ describe('snapshots', () => {
     expect(byRunId([...restore(next).runs.values()])).toEqual(byRunId([...state.runs.values()]));
   });
 
-  it('merge two tiers a slice at a time while snapshotting, and the state answers the same after', () => {
+  it('group tiers a slice at a time while snapshotting, and the state answers the same after', () => {
     const events: Event[] = [
       created(),
       granted('a', 100_000),
@@ -381,7 +390,7 @@ describe('snapshots', () => {
     expect(runsOf(restore(step.value))).toEqual(before);
   });
 
-  it('merge tiers already in columns with newer ones: the newest copy of each run, its refunds and capture', () => {
+  it('group tiers already in columns with newer ones: the newest copy of each run, its refunds and capture', () => {
     const charges = (from: number, count: number) =>
       Array.from({ length: count }, (_, i) =>
         charged(`r${from + i}`, [{ grantId: (from + i) % 3 ? 'a' : 'b', amount: 1 }], {
@@ -395,14 +404,14 @@ describe('snapshots', () => {
       granted('a', 1_000_000),
       granted('b', 1_000_000),
       ...charges(0, 100),
-      // Refunded and captured early, so that they fold into the tiers merged below.
+      // Refunded and captured early, so that they fold into the tiers grouped below.
       refunded('r5', [{ grantId: 'b', amount: 1 }], { refundId: 'five' }),
       refunded('r9', [{ grantId: 'b', amount: 1 }], { refundId: 'nine' }),
       reserved('h1', [{ grantId: 'a', amount: 4 }], at(T0 + DAY)),
       capturedAsRun('h1'),
       ...charges(100, 5_900),
     ]).state;
-    // The first snapshot settles the merges: the tiers are in columns from now on.
+    // The first snapshot settles the groups: the tiers are in columns from now on.
     const firstParts = serializeOrganization(first).parts;
     const later: Event[] = [
       ...charges(6_000, 5_000),
@@ -412,7 +421,7 @@ describe('snapshots', () => {
     const second = later
       .map((event) => ({ ...event, occurredAt: at(T0) }) as OrganizationEvent)
       .reduce(evolve, first);
-    // Read before the snapshot merges: the merged tier then takes the two tiers' place.
+    // Read before the snapshot groups them: the group then takes the tiers' place.
     const expected = byRunId([...second.runs.values()]);
     const snapshot = serializeOrganization(second);
     expect(snapshot.parts.map((part) => part.key)).not.toEqual(firstParts.map((part) => part.key));
@@ -426,6 +435,99 @@ describe('snapshots', () => {
     expect(back.runs.get('r9')).toMatchObject({ refunded: 1, userId: 'bob' });
     expect(back.runs.get('captured')).toMatchObject({ reservationId: 'h1', amount: 3 });
     expect(back.runs.get('r10999')).toMatchObject({ charmId: 'charm-4', userId: 'bob' });
+  });
+
+  it("group four tiers of a size without writing their runs again: the group is its tiers' keys and a filter", () => {
+    const events: Event[] = [
+      created(),
+      granted('a', 100_000),
+      ...Array.from({ length: 9_000 }, (_, i) => charged(`r${i}`, [{ grantId: 'a', amount: 1 }])),
+    ];
+    const { state } = organization.given(events);
+    const snapshot = serializeOrganization(state);
+    const texts = new Map(snapshot.parts.map(({ key, text }) => [key, text]));
+    // Four folds of 2,048 runs, stacked as one group: the state names only the group.
+    const { runTiers } = headOf(snapshot);
+    expect(runTiers).toHaveLength(1);
+    const [summary, filter] = texts.get(runTiers[0])!.split('\n');
+    const { tiers } = JSON.parse(summary) as { tiers: string[] };
+    expect(tiers).toHaveLength(4);
+    expect(typeof JSON.parse(filter)).toBe('string');
+    // Each of its tiers is a part of its own, and each run's id is in one of them, once.
+    expect(snapshot.parts).toHaveLength(5);
+    const ids = tiers.flatMap((key) => JSON.parse(texts.get(key)!.split('\n')[1]) as string[]);
+    expect(ids).toHaveLength(8_192);
+    expect(new Set(ids).size).toBe(8_192);
+
+    const restored = restore(snapshot);
+    expect(restored.runs.size).toBe(9_000);
+    expect(byRunId([...restored.runs.values()])).toEqual(byRunId([...state.runs.values()]));
+    for (const runId of ['r0', 'r2047', 'r2048', 'r6144', 'r8191', 'r8192', 'r8999']) {
+      expect(restored.runs.has(runId)).toBe(true);
+      expect(decide(charge(runId, 1), restored, T0)).toEqual([]);
+    }
+    expect(restored.runs.has('r9000')).toBe(false);
+    expect(decide(charge('r9000', 1), restored, T0)).toHaveLength(1);
+    // Its next snapshot sends the same parts under the same keys: a store gets none again.
+    expect(serializeOrganization(restored).parts).toEqual(snapshot.parts);
+  });
+
+  it('group groups of four, and prune a restored group of groups as the folded book', () => {
+    const { state: opened } = organization.given([created(), granted('a', 1_000_000)]);
+    const runOf = (i: number, chargedAt: number, refunded = 0): CharmRun => ({
+      runId: `r${i}`,
+      charmId: `charm-${i % 3}`,
+      userId: 'olga',
+      amount: 5,
+      chargedAt,
+      refundable: [{ grantId: 'a', amount: 5 - refunded }],
+      refunded,
+      refunds: ImmutableMap(refunded > 0 ? [['back', refunded]] : []),
+      availableAfter: 1_000,
+    });
+    // 34,000 runs, the first 20,000 charged 8 days before the others; then two refunds on top.
+    let runs = RunBook.empty();
+    for (let i = 0; i < 34_000; i++) runs = runs.set(runOf(i, i < 20_000 ? T0 : T0 + 8 * DAY));
+    runs = runs.set(runOf(5, T0, 2)).set(runOf(30_000, T0 + 8 * DAY, 1));
+    const state: OrganizationState = { ...opened, runs };
+
+    // 16 folds: one group of four groups of four tiers, each with a part of its own.
+    const snapshot = serializeOrganization(state);
+    expect(headOf(snapshot).runTiers).toHaveLength(1);
+    expect(snapshot.parts).toHaveLength(16 + 4 + 1);
+    const restored = restore(snapshot);
+    expect(byRunId([...restored.runs.values()])).toEqual(byRunId([...state.runs.values()]));
+    expect(restored.runs.size).toBe(34_000);
+    expect(restored.runs.get('r5')).toMatchObject({ refunded: 2 });
+    expect(restored.runs.get('r30000')).toMatchObject({ refunded: 1 });
+
+    // A day after the first runs, only the later 14,000 are kept: two of the four groups go,
+    // one is cut, and the tier holding runs of both days is cut within it.
+    const horizon = T0 + DAY;
+    const kept = Array.from({ length: 14_000 }, (_, i) => `r${20_000 + i}`).sort();
+    const pruned = restored.runs.chargedSince(horizon);
+    expect(pruned.size).toBe(14_000);
+    expect([...pruned.values()].map((run) => run.runId).sort()).toEqual(kept);
+    expect(state.runs.chargedSince(horizon).size).toBe(14_000);
+    const back = restore(serializeOrganization({ ...restored, runs: pruned }));
+    expect([...back.runs.values()].map((run) => run.runId).sort()).toEqual(kept);
+    expect(back.runs.size).toBe(14_000);
+    expect(back.runs.has('r19999')).toBe(false);
+    expect(back.runs.has('r5')).toBe(false);
+    expect(back.runs.get('r20000')).toMatchObject({ chargedAt: T0 + 8 * DAY });
+    expect(back.runs.get('r30000')).toMatchObject({ refunded: 1 });
+  });
+
+  it('read a version 7 snapshot (tiers merged, not grouped) as the state it was taken of', () => {
+    const file = join(__dirname, 'fixtures', 'organization-snapshot-v7.json');
+    const written = JSON.parse(readFileSync(file, 'utf8')) as OrganizationSnapshot;
+    const { state } = readFixture(
+      7,
+      { runs: 300, credits: 10_000, amount: 1, charms: 3, refund: 1 },
+      written,
+    );
+    const next = serializeOrganization(restore(written, 7));
+    expect(byRunId([...restore(next).runs.values()])).toEqual(byRunId([...state.runs.values()]));
   });
 
   it('read a version 5 snapshot (written before this version) as the state it was taken of', () => {
