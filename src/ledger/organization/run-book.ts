@@ -224,14 +224,15 @@ const FOLD_AT = 2_048;
  * without copying it, and folding costs the same whatever the organization's size.
  */
 export class RunBook {
-  private static readonly EMPTY = new RunBook(new MapTier(new Map()), RecentRuns.empty(), 0, 0);
+  private static readonly EMPTY = new RunBook(new MapTier(new Map()), RecentRuns.empty(), 0);
 
   private constructor(
     readonly settled: SettledRuns,
     readonly recent: RecentRuns,
-    /** Runs of `recent` that replace one of `settled` (counted once in `size`). */
-    private readonly replacing: number,
-    /** `size`, once known: counting a restored stack's overlaps reads every tier. */
+    /**
+     * `size`, once known. Counted only when asked for (nothing that charges asks): keeping it
+     * up meant asking every settled tier about each new run a second time, in `set`.
+     */
     private counted?: number,
   ) {}
 
@@ -245,23 +246,24 @@ export class RunBook {
     for (const run of runs) settled.set(run.runId, run);
     return settled.size === 0
       ? RunBook.EMPTY
-      : new RunBook(new MapTier(settled), RecentRuns.empty(), 0, settled.size);
+      : new RunBook(new MapTier(settled), RecentRuns.empty(), settled.size);
   }
 
   /** A book from its two tiers, as a snapshot kept them (`recent` replaces `settled`). */
   static restore(settled: SettledRuns, recent: Iterable<CharmRun>): RunBook {
-    let replacing = 0;
     let runs = RecentRuns.empty();
-    for (const run of recent) {
-      if (!runs.has(run.runId) && settled.has(run.runId)) replacing += 1;
-      runs = runs.set(run);
-    }
-    const book = new RunBook(settled, runs, replacing);
+    for (const run of recent) runs = runs.set(run);
+    const book = new RunBook(settled, runs);
     return runs.size >= FOLD_AT ? book.folded() : book;
   }
 
   get size(): number {
-    this.counted ??= this.settled.size + this.recent.size - this.replacing;
+    if (this.counted === undefined) {
+      // A recent run that replaces a settled one is counted once.
+      let replacing = 0;
+      for (const run of this.recent.values()) if (this.settled.has(run.runId)) replacing += 1;
+      this.counted = this.settled.size + this.recent.size - replacing;
+    }
     return this.counted;
   }
 
@@ -276,11 +278,7 @@ export class RunBook {
   /** A book with `run` recorded (new, or replacing the run of the same id). */
   set(run: CharmRun): RunBook {
     const recent = this.recent.set(run);
-    const inRecent = recent.size === this.recent.size;
-    const replaces = !inRecent && this.settled.has(run.runId);
-    const size =
-      this.counted === undefined ? undefined : this.counted + (inRecent || replaces ? 0 : 1);
-    const book = new RunBook(this.settled, recent, this.replacing + (replaces ? 1 : 0), size);
+    const book = new RunBook(this.settled, recent);
     return recent.size >= FOLD_AT ? book.folded() : book;
   }
 
@@ -288,12 +286,7 @@ export class RunBook {
   private folded(): RunBook {
     const runs = new Map<string, CharmRun>();
     for (const run of this.recent.values()) runs.set(run.runId, run);
-    return new RunBook(
-      stacked(new MapTier(runs), this.settled),
-      RecentRuns.empty(),
-      0,
-      this.counted,
-    );
+    return new RunBook(stacked(new MapTier(runs), this.settled), RecentRuns.empty(), this.counted);
   }
 
   /** Only the runs charged at or after `horizon` (a refund keeps a run's `chargedAt`). */
