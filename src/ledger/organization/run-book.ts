@@ -165,8 +165,8 @@ export function weightOf(tier: SettledRuns): number {
 
 /**
  * Tiers become one four at a time, once the four on top are of one size class (a power of
- * four of FOLD_AT runs), and the stack holds at most three tiers of each class (7 at 70,000
- * runs, 12 at 1,000,000). A snapshot makes the four a group under one filter of their run ids
+ * four of FOLD_AT runs), and the stack holds at most three tiers of each class (at most 12
+ * at 70,000 runs, 18 at 1,000,000). A snapshot makes the four a group under one filter of their run ids
  * (see GroupTier in snapshot.ts), each keeping its own part: a run id absent from them all is
  * told by one filter, as by a tier merged from them, and no run is written again. Merging
  * their columns instead wrote each run about log4(n / FOLD_AT) times more.
@@ -209,9 +209,15 @@ export function* tiersOf(settled: SettledRuns): Generator<SettledRuns> {
 
 /**
  * Recent runs become a settled tier of their own once they are this many: a snapshot writes
- * the recent runs in full every time, and the settled tiers only once.
+ * the recent runs in full every time, and the settled tiers only once. Since tiers are
+ * grouped rather than merged (see GroupTier in snapshot.ts), a small tier costs no more
+ * writing: bench/domain.ts, 200,000 charges, 3 rounds alternated, 8.9-10.4 µs a charge in all
+ * at 512 against 11.8-12.1 at 2,048 (snapshots 3.3-3.7 against 5.3-5.8); hot, 4 rounds
+ * alternated, 11,283-12,227 charges/s against 9,621-11,727 (cold load of the bench's 1M-event
+ * organization 24.7 against 24.1 ms, one run each). Each class of size holds up to three
+ * tiers more to ask about a new run id, one filter each.
  */
-const FOLD_AT = 2_048;
+export const FOLD_AT = 512;
 
 /**
  * The runs an organization remembers for idempotency and refunds: a week of them, tens of

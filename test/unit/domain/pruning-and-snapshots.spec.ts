@@ -13,7 +13,7 @@ import {
   serializeOrganizationInSlices,
   type OrganizationSnapshot,
 } from '../../../src/ledger/organization/snapshot';
-import { MergingTier, RunBook, tiersOf } from '../../../src/ledger/organization/run-book';
+import { FOLD_AT, MergingTier, RunBook, tiersOf } from '../../../src/ledger/organization/run-book';
 import { at, DAY, T0 } from '../../support/decider';
 import {
   capturedAsRun,
@@ -438,15 +438,17 @@ describe('snapshots', () => {
   });
 
   it("group four tiers of a size without writing their runs again: the group is its tiers' keys and a filter", () => {
+    // Four folds and a half.
+    const total = 4.5 * FOLD_AT;
     const events: Event[] = [
       created(),
       granted('a', 100_000),
-      ...Array.from({ length: 9_000 }, (_, i) => charged(`r${i}`, [{ grantId: 'a', amount: 1 }])),
+      ...Array.from({ length: total }, (_, i) => charged(`r${i}`, [{ grantId: 'a', amount: 1 }])),
     ];
     const { state } = organization.given(events);
     const snapshot = serializeOrganization(state);
     const texts = new Map(snapshot.parts.map(({ key, text }) => [key, text]));
-    // Four folds of 2,048 runs, stacked as one group: the state names only the group.
+    // Four folds, stacked as one group: the state names only the group.
     const { runTiers } = headOf(snapshot);
     expect(runTiers).toHaveLength(1);
     const [summary, filter] = texts.get(runTiers[0])!.split('\n');
@@ -456,18 +458,19 @@ describe('snapshots', () => {
     // Each of its tiers is a part of its own, and each run's id is in one of them, once.
     expect(snapshot.parts).toHaveLength(5);
     const ids = tiers.flatMap((key) => JSON.parse(texts.get(key)!.split('\n')[1]) as string[]);
-    expect(ids).toHaveLength(8_192);
-    expect(new Set(ids).size).toBe(8_192);
+    expect(ids).toHaveLength(4 * FOLD_AT);
+    expect(new Set(ids).size).toBe(4 * FOLD_AT);
 
     const restored = restore(snapshot);
-    expect(restored.runs.size).toBe(9_000);
+    expect(restored.runs.size).toBe(total);
     expect(byRunId([...restored.runs.values()])).toEqual(byRunId([...state.runs.values()]));
-    for (const runId of ['r0', 'r2047', 'r2048', 'r6144', 'r8191', 'r8192', 'r8999']) {
+    const edges = [0, FOLD_AT - 1, FOLD_AT, 3 * FOLD_AT, 4 * FOLD_AT - 1, 4 * FOLD_AT, total - 1];
+    for (const runId of edges.map((i) => `r${i}`)) {
       expect(restored.runs.has(runId)).toBe(true);
       expect(decide(charge(runId, 1), restored, T0)).toEqual([]);
     }
-    expect(restored.runs.has('r9000')).toBe(false);
-    expect(decide(charge('r9000', 1), restored, T0)).toHaveLength(1);
+    expect(restored.runs.has(`r${total}`)).toBe(false);
+    expect(decide(charge(`r${total}`, 1), restored, T0)).toHaveLength(1);
     // Its next snapshot sends the same parts under the same keys: a store gets none again.
     expect(serializeOrganization(restored).parts).toEqual(snapshot.parts);
   });
@@ -485,10 +488,12 @@ describe('snapshots', () => {
       refunds: ImmutableMap(refunded > 0 ? [['back', refunded]] : []),
       availableAfter: 1_000,
     });
-    // 34,000 runs, the first 20,000 charged 8 days before the others; then two refunds on top.
+    // 16 folds and a half; the runs of the first 9 and a half charged 8 days before the
+    // others. Then two refunds on top: of an early run, and of one in the 15th fold.
+    const [total, early, late] = [16.5 * FOLD_AT, 9.5 * FOLD_AT, 14 * FOLD_AT];
     let runs = RunBook.empty();
-    for (let i = 0; i < 34_000; i++) runs = runs.set(runOf(i, i < 20_000 ? T0 : T0 + 8 * DAY));
-    runs = runs.set(runOf(5, T0, 2)).set(runOf(30_000, T0 + 8 * DAY, 1));
+    for (let i = 0; i < total; i++) runs = runs.set(runOf(i, i < early ? T0 : T0 + 8 * DAY));
+    runs = runs.set(runOf(5, T0, 2)).set(runOf(late, T0 + 8 * DAY, 1));
     const state: OrganizationState = { ...opened, runs };
 
     // 16 folds: one group of four groups of four tiers, each with a part of its own.
@@ -497,25 +502,25 @@ describe('snapshots', () => {
     expect(snapshot.parts).toHaveLength(16 + 4 + 1);
     const restored = restore(snapshot);
     expect(byRunId([...restored.runs.values()])).toEqual(byRunId([...state.runs.values()]));
-    expect(restored.runs.size).toBe(34_000);
+    expect(restored.runs.size).toBe(total);
     expect(restored.runs.get('r5')).toMatchObject({ refunded: 2 });
-    expect(restored.runs.get('r30000')).toMatchObject({ refunded: 1 });
+    expect(restored.runs.get(`r${late}`)).toMatchObject({ refunded: 1 });
 
-    // A day after the first runs, only the later 14,000 are kept: two of the four groups go,
+    // A day after the first runs, only the later ones are kept: two of the four groups go,
     // one is cut, and the tier holding runs of both days is cut within it.
     const horizon = T0 + DAY;
-    const kept = Array.from({ length: 14_000 }, (_, i) => `r${20_000 + i}`).sort();
+    const kept = Array.from({ length: total - early }, (_, i) => `r${early + i}`).sort();
     const pruned = restored.runs.chargedSince(horizon);
-    expect(pruned.size).toBe(14_000);
+    expect(pruned.size).toBe(kept.length);
     expect([...pruned.values()].map((run) => run.runId).sort()).toEqual(kept);
-    expect(state.runs.chargedSince(horizon).size).toBe(14_000);
+    expect(state.runs.chargedSince(horizon).size).toBe(kept.length);
     const back = restore(serializeOrganization({ ...restored, runs: pruned }));
     expect([...back.runs.values()].map((run) => run.runId).sort()).toEqual(kept);
-    expect(back.runs.size).toBe(14_000);
-    expect(back.runs.has('r19999')).toBe(false);
+    expect(back.runs.size).toBe(kept.length);
+    expect(back.runs.has(`r${early - 1}`)).toBe(false);
     expect(back.runs.has('r5')).toBe(false);
-    expect(back.runs.get('r20000')).toMatchObject({ chargedAt: T0 + 8 * DAY });
-    expect(back.runs.get('r30000')).toMatchObject({ refunded: 1 });
+    expect(back.runs.get(`r${early}`)).toMatchObject({ chargedAt: T0 + 8 * DAY });
+    expect(back.runs.get(`r${late}`)).toMatchObject({ refunded: 1 });
   });
 
   it('read a version 7 snapshot (tiers merged, not grouped) as the state it was taken of', () => {

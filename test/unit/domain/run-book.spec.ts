@@ -1,6 +1,6 @@
 import { Map as ImmutableMap } from 'immutable';
 import { RecentRuns } from '../../../src/ledger/organization/recent-runs';
-import { MergingTier, RunBook, tiersOf } from '../../../src/ledger/organization/run-book';
+import { FOLD_AT, MergingTier, RunBook, tiersOf } from '../../../src/ledger/organization/run-book';
 import type { CharmRun } from '../../../src/ledger/organization/state';
 
 const run = (runId: string, chargedAt = 0, refunded = 0): CharmRun => ({
@@ -52,58 +52,67 @@ describe('the runs an organization remembers (RunBook)', () => {
     expect([...book.chargedSince(61).values()]).toEqual([]);
   });
 
-  it('folds every 2,048 recent runs into a tier of its own, losing none', () => {
+  it('folds every FOLD_AT recent runs into a tier of its own, losing none', () => {
     let book = RunBook.empty();
     const before: RunBook[] = [];
     for (let i = 0; i < 10_000; i++) {
       if (i % 2_500 === 0) before.push(book);
       book = book.set(run(`r${i}`, i));
     }
-    // Folded at 2,048, 4,096, 6,144 and 8,192 runs: what is left on top is what came after.
-    expect(book.settled.size).toBe(8_192);
-    expect(book.recent.size).toBe(10_000 - 8_192);
+    // Folded at FOLD_AT runs, twice that and so on: what is left on top is what came after.
+    const folded = Math.floor(10_000 / FOLD_AT) * FOLD_AT;
+    expect(folded).toBeGreaterThan(0);
+    expect(book.settled.size).toBe(folded);
+    expect(book.recent.size).toBe(10_000 - folded);
     expect(book.size).toBe(10_000);
     expect(book.get('r0')?.chargedAt).toBe(0);
     expect(book.get('r9999')?.chargedAt).toBe(9_999);
     expect(before.map((earlier) => earlier.size)).toEqual([0, 2_500, 5_000, 7_500]);
   });
 
-  it('stacks O(log n) tiers, merging four of a size, and leaves merging to a snapshot', () => {
+  it('stacks O(log n) tiers, taking four of a size as one, and leaves grouping to a snapshot', () => {
+    // 48 folds (300 in base 4), and 53/64 of a fold left recent.
+    const total = 48 * FOLD_AT + (FOLD_AT * 53) / 64;
     let book = RunBook.empty();
-    for (let i = 0; i < 100_000; i++) book = book.set(run(`r${i}`, i));
+    for (let i = 0; i < total; i++) book = book.set(run(`r${i}`, i));
     // A refund of an old run goes on top, and replaces the settled copy.
     book = book.set(run('r10', 10, 3));
 
-    // 48 folds of 2,048 runs (1,696 left recent): three tiers of 16 folds (48 is 300 in base 4).
+    // Three tiers of 16 folds.
     const tiers = [...tiersOf(book.settled)];
-    expect(tiers.map((tier) => tier.size)).toEqual([16, 16, 16].map((folds) => folds * 2_048));
-    // No charge merged two tiers: those to merge still answer from both.
+    expect(tiers.map((tier) => tier.size)).toEqual([16, 16, 16].map((folds) => folds * FOLD_AT));
+    // No charge grouped tiers: those to group still answer from each.
     const merging = tiers.filter((tier) => tier instanceof MergingTier);
     expect(merging.length).toBeGreaterThan(0);
     expect(merging.every((tier) => (tier as MergingTier).merged === undefined)).toBe(true);
-    expect(book.size).toBe(100_000);
-    expect([...book.values()]).toHaveLength(100_000);
+    expect(book.size).toBe(total);
+    expect([...book.values()]).toHaveLength(total);
     expect(book.get('r10')?.refunded).toBe(3);
-    expect(book.get('r99999')?.chargedAt).toBe(99_999);
-    expect(book.has('r100000')).toBe(false);
+    expect(book.get(`r${total - 1}`)?.chargedAt).toBe(total - 1);
+    expect(book.has(`r${total}`)).toBe(false);
 
-    // One more fold is a tier of its own; three more make four of a size, merged as one.
-    const more = (from: number, count: number) => {
-      for (let i = from; i < from + count; i++) book = book.set(run(`r${i}`, i));
+    // One more fold is a tier of its own; three more make four of a size, taken as one.
+    let next = total;
+    const more = (count: number) => {
+      for (let i = next; i < next + count; i++) book = book.set(run(`r${i}`, i));
+      next += count;
       return [...tiersOf(book.settled)].map((tier) => tier.size);
     };
-    expect(more(100_000, 2_048 - 1_697)).toEqual([2_048, ...[16, 16, 16].map((f) => f * 2_048)]);
-    expect(more(100_351, 3 * 2_048)).toEqual([4, 16, 16, 16].map((folds) => folds * 2_048));
+    // r10's newer copy is one of the recent runs.
+    const recent = total - 48 * FOLD_AT + 1;
+    expect(more(FOLD_AT - recent)).toEqual([1, 16, 16, 16].map((folds) => folds * FOLD_AT));
+    expect(more(3 * FOLD_AT)).toEqual([4, 16, 16, 16].map((folds) => folds * FOLD_AT));
 
-    // Settling a merge changes nothing anybody reads.
+    // Settling a group changes nothing anybody reads.
     const tier = merging[0] as MergingTier;
     const runs = [...tier.values()];
     tier.settle(RunBook.of(runs).settled);
     expect(tier.merged).toBeDefined();
     expect(tier.size).toBe(runs.length);
-    expect(book.size).toBe(106_495);
+    expect(book.size).toBe(next);
     expect(book.get('r10')?.refunded).toBe(3);
-    expect(book.chargedSince(50_000).size).toBe(56_495);
+    const horizon = Math.floor(next / 2);
+    expect(book.chargedSince(horizon).size).toBe(next - horizon);
   });
 });
 
@@ -155,17 +164,18 @@ describe('the recent runs of a book (RecentRuns), recorded in place', () => {
 
   it('a book pruned, folded or restored from an older state keeps that state as it was', () => {
     let book = RunBook.empty();
-    for (let i = 0; i < 1_000; i++) book = book.set(run(`r${i}`, i));
+    const half = FOLD_AT / 2;
+    for (let i = 0; i < half; i++) book = book.set(run(`r${i}`, i));
     const older = book;
-    for (let i = 1_000; i < 3_000; i++) book = book.set(run(`r${i}`, i));
-    // `book` folded at 2,048 runs; `older` still has its thousand recent runs and records on.
+    for (let i = half; i < 3 * FOLD_AT; i++) book = book.set(run(`r${i}`, i));
+    // `book` folded at FOLD_AT runs; `older` still has its recent runs and records on.
     const branched = older.set(run('r0', 0, 5));
-    expect(older.size).toBe(1_000);
+    expect(older.size).toBe(half);
     expect(older.get('r0')?.refunded).toBe(0);
     expect(branched.get('r0')?.refunded).toBe(5);
-    expect(branched.size).toBe(1_000);
-    expect(older.chargedSince(500).size).toBe(500);
-    expect(book.size).toBe(3_000);
+    expect(branched.size).toBe(half);
+    expect(older.chargedSince(half / 2).size).toBe(half / 2);
+    expect(book.size).toBe(3 * FOLD_AT);
     expect(book.get('r0')?.refunded).toBe(0);
   });
 });

@@ -8,6 +8,7 @@ import {
 import { SqliteEventStore } from '../../../src/event-store/sqlite/sqlite-event-store';
 import { LedgerError } from '../../../src/ledger/errors';
 import { availableCredits } from '../../../src/ledger/organization/burn-down';
+import { FOLD_AT } from '../../../src/ledger/organization/run-book';
 import {
   AggregateWriter,
   type CommandContext,
@@ -454,13 +455,20 @@ describe('the write pipeline (group commit per organization)', () => {
     const last = (await store.loadSnapshot('organization-busy'))!;
     const all = last.state.length + last.parts.reduce((sum, part) => sum + part.text!.length, 0);
     expect(longest).toBeLessThan(all / 2);
-    // A few tiers on top, not one per fold: 10,000 runs fold 4 times, into one group that
-    // lists its four tiers' parts beside its own.
+    // A few tiers on top, not one per fold: at most three of each size class, a power of four
+    // of folds (the digits of the number of folds in base 4), and a group lists the parts of
+    // its four tiers beside its own (a group of class c is made of (4^(c+1) - 1) / 3 parts).
     const head = JSON.parse(last.state.slice(0, last.state.indexOf('\n'))) as {
       runTiers: string[];
     };
-    expect(head.runTiers).toHaveLength(1);
-    expect(last.parts).toHaveLength(5);
+    const digits = Math.floor(10_000 / FOLD_AT)
+      .toString(4)
+      .split('')
+      .reverse()
+      .map(Number);
+    expect(head.runTiers).toHaveLength(digits.reduce((sum, digit) => sum + digit, 0));
+    const parts = digits.reduce((sum, digit, c) => sum + (digit * (4 ** (c + 1) - 1)) / 3, 0);
+    expect(last.parts).toHaveLength(parts);
 
     const restarted = writer();
     const loaded = await restarted.read('busy');
@@ -484,7 +492,9 @@ describe('the write pipeline (group commit per organization)', () => {
       for (let i = from; i < from + count; i++) await charge(organizations, 'busy', `r${i}`);
       await organizations.snapshotsWritten();
     };
-    await chargeMore(0, 3_000);
+    // Three folds and a quarter: the 200 charges below fold nothing more.
+    const first = 3.25 * FOLD_AT;
+    await chargeMore(0, first);
     const ours = (await store.loadSnapshot('organization-busy'))!;
     expect(ours.parts.length).toBeGreaterThan(0);
     // Another process saves its snapshot of the same state, its parts under keys of its own.
@@ -497,11 +507,11 @@ describe('the write pipeline (group commit per organization)', () => {
     });
 
     // Our next snapshot lists our parts without their texts: refused, nothing saved...
-    await chargeMore(3_000, 100);
+    await chargeMore(first, 100);
     expect(failures).toEqual([expect.any(SnapshotPartsMissingError)]);
     expect((await store.loadSnapshot('organization-busy'))!.state).toBe(theirs);
     // ...and the one after sends them all again.
-    await chargeMore(3_100, 100);
+    await chargeMore(first + 100, 100);
     expect(failures).toHaveLength(1);
     const saved = (await store.loadSnapshot('organization-busy'))!;
     expect(saved.revision).toBeGreaterThan(ours.revision);
@@ -510,7 +520,7 @@ describe('the write pipeline (group commit per organization)', () => {
     );
     const loaded = await writer().read('busy');
     expect(loaded.snapshotRevision).toBe(saved.revision);
-    expect(loaded.state.runs.size).toBe(3_200);
+    expect(loaded.state.runs.size).toBe(first + 200);
   });
 
   it('loads from the events when a snapshot lists a part the store does not give back', async () => {
