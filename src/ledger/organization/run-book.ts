@@ -169,11 +169,12 @@ export function weightOf(tier: SettledRuns): number {
  * at 70,000 runs, 18 at 1,000,000). A snapshot makes the four a group under one filter of their run ids
  * (see GroupTier in snapshot.ts), each keeping its own part: a run id absent from them all is
  * told by one filter, as by a tier merged from them, and no run is written again. Merging
- * their columns instead wrote each run about log4(n / FOLD_AT) times more.
+ * their columns instead wrote each run about log4(n / FOLD_AT) times more; only the largest
+ * classes are still merged (MERGED_FROM_CLASS in snapshot.ts).
  */
 const MERGE_FANOUT = 4;
 
-function sizeClassOf(tier: SettledRuns): number {
+export function sizeClassOf(tier: SettledRuns): number {
   const ratio = weightOf(tier) / FOLD_AT;
   return ratio <= 1 ? 0 : Math.round(Math.log(ratio) / Math.log(MERGE_FANOUT));
 }

@@ -1,7 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { Map as ImmutableMap } from 'immutable';
 import type { Allocation } from './events';
-import { LayeredTier, MergingTier, RunBook, tiersOf, weightOf, type SettledRuns } from './run-book';
+import {
+  LayeredTier,
+  MergingTier,
+  RunBook,
+  sizeClassOf,
+  tiersOf,
+  weightOf,
+  type SettledRuns,
+} from './run-book';
 import { RunIdFilter } from './run-id-filter';
 import type { CharmRun, OrganizationState } from './state';
 
@@ -43,7 +51,8 @@ const NO_REFUNDS = ImmutableMap<string, number>();
  * part is two lines, its size, when its first and last runs were charged, how many hashes its
  * filter takes and its tiers' keys (`GroupSummary`), then a Bloom filter of all their run ids.
  * Its tiers keep their parts, which a snapshot lists too: a run is written once, not again at
- * each merge.
+ * each merge. Only the largest tiers are merged into one part (see MERGED_FROM_CLASS), so that
+ * the parts a snapshot lists stay bounded.
  * A week of runs is most of a busy organization's snapshot: this keeps both taking a snapshot
  * and loading one from growing with it, and a tier the first event prunes is never read.
  */
@@ -220,8 +229,9 @@ class ColumnsBuilder {
   }
 
   /**
-   * Run `i` of `lines`, copied column by column: a tier that pruning cut is encoded again from
-   * its columns, without building each run (which was most of the time of encoding one).
+   * Run `i` of `lines`, copied column by column: a merge, or a tier that pruning cut, encodes
+   * runs again from tiers already in columns, without building each run (which was most of
+   * a merge's time).
    * `names` maps the source's name numbers to ours, filled as they are first met.
    */
   copy(lines: TierLines, i: number, names: Int32Array): void {
@@ -256,17 +266,13 @@ class ColumnsBuilder {
   }
 }
 
-/** A tier's runs in columns: those of a tier in columns, the horizon's cut applied. */
+/**
+ * A tier's runs in columns, the newest copy of each (a tier made of several is merged), from
+ * the columns of those already in columns, the horizon's cut applied.
+ */
 function* encodeTier(tier: SettledRuns): Generator<void, EncodedTier, void> {
   const builder = new ColumnsBuilder();
-  if (tier instanceof ColumnTier) {
-    yield* tier.copyInto(builder);
-  } else {
-    for (const run of tier.values()) {
-      builder.add(run);
-      if (builder.summary.size % RUNS_PER_SLICE === 0) yield;
-    }
-  }
+  yield* copyRuns(tier, builder, []);
   const { ids, chargedAt, columns, summary } = builder;
   const filter = RunIdFilter.sizedFor(ids.length);
   for (let i = 0; i < ids.length; i++) {
@@ -279,6 +285,44 @@ function* encodeTier(tier: SettledRuns): Generator<void, EncodedTier, void> {
     lines.push(yield* jsonInSlices(line));
   }
   return { summary, ids, chargedAt, columns, filter, text: lines.join('\n') };
+}
+
+/**
+ * The runs of `tier` into `builder`, but for those a tier in `newer` holds (the newer copy
+ * is there). A tier made of others is walked newest first, each asking only the tiers beside
+ * it that are newer, and those above it: a run of a merge of groups asks a few filters, not
+ * every tier of the groups.
+ */
+function* copyRuns(
+  tier: SettledRuns,
+  builder: ColumnsBuilder,
+  newer: readonly SettledRuns[],
+): Generator<void, void, void> {
+  const made =
+    tier instanceof LayeredTier
+      ? [tier.upper, tier.lower]
+      : tier instanceof MergingTier
+        ? [tier.merged ?? tier.layers!]
+        : tier instanceof GroupTier
+          ? tier.pieces
+          : undefined;
+  if (made !== undefined) {
+    for (let k = 0; k < made.length; k++) {
+      yield* copyRuns(made[k], builder, k === 0 ? newer : [...newer, ...made.slice(0, k)]);
+    }
+    return;
+  }
+  const replaced = (runId: string) => newer.some((above) => above.has(runId));
+  const columns = tier instanceof ColumnTier ? tier : columnsOf.get(tier);
+  if (columns !== undefined) {
+    yield* columns.copyInto(builder, replaced);
+    return;
+  }
+  for (const run of tier.values()) {
+    if (replaced(run.runId)) continue;
+    builder.add(run);
+    if (builder.summary.size % RUNS_PER_SLICE === 0) yield;
+  }
 }
 
 /**
@@ -300,17 +344,42 @@ function* leafPart(tier: SettledRuns): Generator<void, SnapshotPart, void> {
 const columnsOf = new WeakMap<SettledRuns, ColumnTier>();
 
 /**
- * `tier` as a group or a tier in columns: tiers still merging are grouped here, a slice at a
- * time, and the group takes their place in the state; a tier of runs in maps is encoded.
+ * Tiers of this size class and above (4^5 folds, 524,288 runs) are merged into one rather than
+ * grouped: a run is written again at each merge, but a snapshot lists at most three tiers of
+ * each smaller class, each a group of at most (4^5 - 1) / 3 parts (1,359 parts at most in
+ * all, beside three merged tiers a class above). Groups alone made a part per fold however
+ * many runs were kept, and every snapshot lists them all: EventStoreDB keeps that list in
+ * the snapshot's head, under its 1 MiB limit, and each SQL save reads it.
+ */
+const MERGED_FROM_CLASS = 5;
+
+/**
+ * `tier` as a group or a tier in columns: tiers still merging are grouped here (merged, from
+ * MERGED_FROM_CLASS), a slice at a time, and take their place in the state; a tier of runs in
+ * maps is encoded.
  */
 function* settledPiece(tier: SettledRuns): Generator<void, SettledRuns, void> {
   if (tier instanceof MergingTier) {
-    if (tier.merged === undefined) tier.settle(yield* groupOf(tier.layers!));
+    if (tier.merged === undefined) {
+      tier.settle(
+        sizeClassOf(tier) >= MERGED_FROM_CLASS
+          ? yield* mergedOf(tier.layers!)
+          : yield* groupOf(tier.layers!),
+      );
+    }
     return yield* settledPiece(tier.merged!);
   }
   if (tier instanceof GroupTier) return tier;
   yield* leafPart(tier);
   return columnsOf.get(tier) ?? tier;
+}
+
+/** The tiers of `layers` merged into one tier in columns, its index built a slice at a time. */
+function* mergedOf(layers: SettledRuns): Generator<void, ColumnTier, void> {
+  const encoded = yield* encodeTier(layers);
+  const merged = ColumnTier.encoded(encoded, { key: randomUUID(), text: encoded.text });
+  yield* merged.indexInSlices();
+  return merged;
 }
 
 /**
@@ -540,14 +609,21 @@ class ColumnTier implements SettledRuns {
     return this.summary;
   }
 
-  /** Its runs, column by column into `builder`. */
-  *copyInto(builder: ColumnsBuilder): Generator<void, void, void> {
+  indexInSlices() {
+    return this.lines.indexInSlices();
+  }
+
+  /** Its runs that `replaced` does not name, column by column into `builder`. */
+  *copyInto(
+    builder: ColumnsBuilder,
+    replaced: (runId: string) => boolean,
+  ): Generator<void, void, void> {
     if (this.size === 0) return;
     const ids = this.lines.runIds();
     const chargedAt = this.lines.chargedAt();
     const names = new Int32Array(this.lines.columns().columns.names.length).fill(-1);
     for (let i = 0; i < ids.length; i++) {
-      if (chargedAt[i] < this.horizon) continue;
+      if (chargedAt[i] < this.horizon || replaced(ids[i])) continue;
       builder.copy(this.lines, i, names);
       if (builder.summary.size % RUNS_PER_SLICE === 0) yield;
     }

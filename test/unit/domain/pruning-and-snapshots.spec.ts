@@ -13,7 +13,13 @@ import {
   serializeOrganizationInSlices,
   type OrganizationSnapshot,
 } from '../../../src/ledger/organization/snapshot';
-import { FOLD_AT, MergingTier, RunBook, tiersOf } from '../../../src/ledger/organization/run-book';
+import {
+  FOLD_AT,
+  LayeredTier,
+  MergingTier,
+  RunBook,
+  tiersOf,
+} from '../../../src/ledger/organization/run-book';
 import { at, DAY, T0 } from '../../support/decider';
 import {
   capturedAsRun,
@@ -521,6 +527,54 @@ describe('snapshots', () => {
     expect(back.runs.has('r5')).toBe(false);
     expect(back.runs.get(`r${early}`)).toMatchObject({ chargedAt: T0 + 8 * DAY });
     expect(back.runs.get(`r${late}`)).toMatchObject({ refunded: 1 });
+  });
+
+  it('merge the largest tiers into one part rather than group them, the newest copy of each run kept', () => {
+    const { state: opened } = organization.given([created(), granted('a', 1_000)]);
+    const runOf = (runId: string, refunded = 0): CharmRun => ({
+      runId,
+      charmId: 'charm',
+      userId: 'olga',
+      amount: 5,
+      chargedAt: T0,
+      refundable: [{ grantId: 'a', amount: 5 - refunded }],
+      refunded,
+      refunds: ImmutableMap(refunded > 0 ? [['back', refunded]] : []),
+      availableAfter: 100,
+    });
+    // Four tiers of a few runs each, weighing as many folds as a class of size: r1 is in the
+    // second (refunded) and the fourth.
+    const fourTiers = (foldsEach: number) => {
+      const tier = (runs: CharmRun[]) =>
+        Object.defineProperty(RunBook.of(runs).settled, 'weight', {
+          value: foldsEach * FOLD_AT,
+        });
+      const [a, b, c, d] = [
+        tier([runOf('r4'), runOf('r5')]),
+        tier([runOf('r1', 2), runOf('r3')]),
+        tier([runOf('r2')]),
+        tier([runOf('r0'), runOf('r1')]),
+      ];
+      return new MergingTier(a, new LayeredTier(b, new LayeredTier(c, d)));
+    };
+    const snapshotOf = (foldsEach: number) =>
+      serializeOrganization({ ...opened, runs: RunBook.restore(fourTiers(foldsEach), []) });
+
+    // A class of 4^4 folds is grouped: the group and its four tiers' parts.
+    const grouped = snapshotOf(4 ** 3);
+    expect(grouped.parts).toHaveLength(5);
+    // One of 4^5 is merged: one part of five lines, each run once, the newest copy of r1.
+    const merged = snapshotOf(4 ** 4);
+    expect(merged.parts).toHaveLength(1);
+    const lines = merged.parts[0].text.split('\n');
+    expect(lines).toHaveLength(5);
+    expect((JSON.parse(lines[1]) as string[]).sort()).toEqual(['r0', 'r1', 'r2', 'r3', 'r4', 'r5']);
+    for (const snapshot of [grouped, merged]) {
+      const back = restore(snapshot);
+      expect(back.runs.size).toBe(6);
+      expect(back.runs.get('r1')).toMatchObject({ refunded: 2 });
+      expect(back.runs.get('r0')).toMatchObject({ refunded: 0 });
+    }
   });
 
   it('read a version 7 snapshot (tiers merged, not grouped) as the state it was taken of', () => {
