@@ -12,7 +12,8 @@ export class RunIdFilter {
 
   private constructor(
     private readonly words: Uint32Array,
-    private readonly hashes: number,
+    /** Hashes a run: what a part that holds the filter says beside it. */
+    readonly hashes: number,
   ) {}
 
   /** An empty filter sized for `runs` runs. */

@@ -755,14 +755,17 @@ class GroupTier implements SettledRuns {
 
   /** Its part's text, its tiers' parts under `keys`. */
   text(keys: string[]): string {
+    // The filter's own hashes: one read from an older part (and kept by pruning) may have
+    // been made with other than RunIdFilter.HASHES.
+    const filter = this.filterNow();
     const summary: GroupSummary = {
       size: this.counted,
       firstCharged: this.span.firstCharged,
       lastCharged: this.span.lastCharged,
-      filterHashes: RunIdFilter.HASHES,
+      filterHashes: filter.hashes,
       tiers: keys,
     };
-    return `${JSON.stringify(summary)}\n${JSON.stringify(this.filterNow().toText())}`;
+    return `${JSON.stringify(summary)}\n${JSON.stringify(filter.toText())}`;
   }
 
   get size(): number {

@@ -7,6 +7,7 @@ import type { OrganizationCommand } from '../../../src/ledger/organization/comma
 import type { OrganizationEvent } from '../../../src/ledger/organization/events';
 import { evolve } from '../../../src/ledger/organization/evolve';
 import type { CharmRun, OrganizationState } from '../../../src/ledger/organization/state';
+import { RunIdFilter } from '../../../src/ledger/organization/run-id-filter';
 import {
   deserializeOrganization,
   serializeOrganization,
@@ -527,6 +528,55 @@ describe('snapshots', () => {
     expect(back.runs.has('r5')).toBe(false);
     expect(back.runs.get(`r${early}`)).toMatchObject({ chargedAt: T0 + 8 * DAY });
     expect(back.runs.get(`r${late}`)).toMatchObject({ refunded: 1 });
+  });
+
+  it("keep a restored group's filter as it was made, hashes and all, when pruning cuts the group", () => {
+    const { state: opened } = organization.given([created(), granted('a', 1_000_000)]);
+    const runOf = (i: number, chargedAt: number): CharmRun => ({
+      runId: `r${i}`,
+      charmId: 'summarize',
+      userId: 'olga',
+      amount: 1,
+      chargedAt,
+      refundable: [{ grantId: 'a', amount: 1 }],
+      refunded: 0,
+      refunds: ImmutableMap(),
+      availableAfter: 100,
+    });
+    // Four folds, the first two charged 8 days before the others: one group.
+    const total = 4 * FOLD_AT;
+    let runs = RunBook.empty();
+    for (let i = 0; i < total; i++) runs = runs.set(runOf(i, i < 2 * FOLD_AT ? T0 : T0 + 8 * DAY));
+    const snapshot = serializeOrganization({ ...opened, runs });
+    const texts = new Map(snapshot.parts.map(({ key, text }) => [key, text]));
+    const [groupKey] = headOf(snapshot).runTiers;
+    const [line, filterLine] = texts.get(groupKey)!.split('\n');
+    const summary = JSON.parse(line) as { tiers: string[]; filterHashes: number };
+    // The group's filter as a version with 3 hashes a run would have made it.
+    const bytes = Buffer.from(JSON.parse(filterLine) as string, 'base64').length;
+    const filter = RunIdFilter.read(Buffer.alloc(bytes).toString('base64'), 3);
+    for (const key of summary.tiers) {
+      for (const runId of JSON.parse(texts.get(key)!.split('\n')[1]) as string[]) filter.add(runId);
+    }
+    texts.set(
+      groupKey,
+      `${JSON.stringify({ ...summary, filterHashes: 3 })}\n${JSON.stringify(filter.toText())}`,
+    );
+    const restored = deserializeOrganization(snapshot.state, undefined, texts);
+
+    // Pruning keeps the group's last two tiers, under the same filter: its part says 3.
+    const pruned = { ...restored, runs: restored.runs.chargedSince(T0 + DAY) };
+    const again = serializeOrganization(pruned);
+    const [cutKey] = headOf(again).runTiers;
+    const cut = again.parts.find((part) => part.key === cutKey)!;
+    expect(JSON.parse(cut.text.split('\n')[0])).toMatchObject({ filterHashes: 3 });
+    const back = restore(again);
+    expect(back.runs.size).toBe(2 * FOLD_AT);
+    for (const i of [2 * FOLD_AT, 3 * FOLD_AT, total - 1]) {
+      expect(back.runs.has(`r${i}`)).toBe(true);
+      expect(decide(charge(`r${i}`, 1), back, T0 + 9 * DAY)).toEqual([]);
+    }
+    expect(back.runs.has('r0')).toBe(false);
   });
 
   it('merge the largest tiers into one part rather than group them, the newest copy of each run kept', () => {
