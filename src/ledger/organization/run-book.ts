@@ -166,11 +166,11 @@ export function weightOf(tier: SettledRuns): number {
 /**
  * Tiers become one four at a time, once the four on top are of one size class (a power of
  * four of FOLD_AT runs), and the stack holds at most three tiers of each class (at most 12
- * at 70,000 runs, 18 at 1,000,000). A snapshot makes the four a group under one filter of their run ids
- * (see GroupTier in snapshot.ts), each keeping its own part: a run id absent from them all is
- * told by one filter, as by a tier merged from them, and no run is written again. Merging
- * their columns instead wrote each run about log4(n / FOLD_AT) times more; only the largest
- * classes are still merged (MERGED_FROM_CLASS in snapshot.ts).
+ * at 70,000 runs, 18 at 1,000,000). A snapshot makes the four a group under one filter of
+ * their run ids (see GroupTier in snapshot.ts), each keeping its own part: a run id absent
+ * from them all is told by one filter, as by a tier merged from them, and no run is written
+ * again. Merging their columns instead wrote each run about log4(n / FOLD_AT) times more;
+ * only the largest classes are still merged (MERGED_FROM_CLASS in snapshot.ts).
  */
 const MERGE_FANOUT = 4;
 

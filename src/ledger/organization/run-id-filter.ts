@@ -68,7 +68,8 @@ let hashedStep = 1;
  * Two hashes of a run id for double hashing (the i-th bit is first + i * step): FNV-1a, and
  * a mix of it made odd, so that the steps reach every bit of a power-of-two filter. Left in
  * `hashedFirst` and `hashedStep`, and not made again for the same id: a charge asks every
- * settled tier about its run id, twice (decide, then evolve), and each hashed it anew.
+ * settled tier about its run id (and a group asks its tiers after its own filter), and each
+ * hashed it anew.
  */
 function hashesOf(runId: string): void {
   if (runId === hashedId) return;
