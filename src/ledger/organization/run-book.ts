@@ -221,6 +221,17 @@ export function* tiersOf(settled: SettledRuns): Generator<SettledRuns> {
 export const FOLD_AT = 512;
 
 /**
+ * What a fold's tier becomes: itself, unless the module that owns the tiers' format says
+ * otherwise (`settleFoldedTiersWith`; snapshot.ts puts its runs in columns at once).
+ */
+let settleFolded = (tier: SettledRuns): SettledRuns => tier;
+
+/** Sets what a fold's tier becomes: a tier holding exactly its runs, read the same. */
+export function settleFoldedTiersWith(settle: (tier: SettledRuns) => SettledRuns) {
+  settleFolded = settle;
+}
+
+/**
  * The runs an organization remembers for idempotency and refunds: a week of them, tens of
  * thousands on a busy organization. Persistent like the rest of the state, in two parts:
  * - `settled`: a stack of tiers, each recorded in one go (restored from a snapshot, or
@@ -293,7 +304,11 @@ export class RunBook {
   private folded(): RunBook {
     const runs = new Map<string, CharmRun>();
     for (const run of this.recent.values()) runs.set(run.runId, run);
-    return new RunBook(stacked(new MapTier(runs), this.settled), RecentRuns.empty(), this.counted);
+    return new RunBook(
+      stacked(settleFolded(new MapTier(runs)), this.settled),
+      RecentRuns.empty(),
+      this.counted,
+    );
   }
 
   /** Only the runs charged at or after `horizon` (a refund keeps a run's `chargedAt`). */

@@ -482,6 +482,42 @@ describe('snapshots', () => {
     expect(serializeOrganization(restored).parts).toEqual(snapshot.parts);
   });
 
+  it('put a fold in columns at once: the runs recorded are let go, and the part is made once', () => {
+    const { state: opened } = organization.given([created(), granted('a', 100_000)]);
+    const recorded = Array.from({ length: FOLD_AT }, (_, i): CharmRun => ({
+      runId: `r${i}`,
+      charmId: `charm-${i % 3}`,
+      userId: i % 2 === 0 ? 'olga' : 'piet',
+      amount: 2,
+      chargedAt: T0 + i,
+      refundable: [{ grantId: 'a', amount: 2 }],
+      refunded: 0,
+      refunds: ImmutableMap<string, number>(),
+      availableAfter: 100_000 - 2 * (i + 1),
+    }));
+    let runs = RunBook.empty();
+    for (const run of recorded) runs = runs.set(run);
+    // The last run made the fold: nothing recent is left.
+    expect(runs.recent.size).toBe(0);
+    for (const run of recorded) {
+      const kept = runs.get(run.runId);
+      expect(kept).toEqual(run);
+      // Built again from the columns: the object recorded is no longer held.
+      expect(kept).not.toBe(run);
+    }
+    // Two later states that share the fold send its part under one key, holding every run.
+    const first = serializeOrganization({ ...opened, runs });
+    const later = serializeOrganization({
+      ...opened,
+      runs: runs.set({ ...recorded[0], runId: 'x' }),
+    });
+    expect(first.parts).toHaveLength(1);
+    expect(later.parts).toEqual(first.parts);
+    const ids = JSON.parse(first.parts[0].text.split('\n')[1]) as string[];
+    expect(ids.sort()).toEqual(recorded.map((run) => run.runId).sort());
+    expect(byRunId([...restore(first).runs.values()])).toEqual(byRunId(recorded));
+  });
+
   it('group groups of four, and prune a restored group of groups as the folded book', () => {
     const { state: opened } = organization.given([created(), granted('a', 1_000_000)]);
     const runOf = (i: number, chargedAt: number, refunded = 0): CharmRun => ({
