@@ -348,7 +348,8 @@ const columnsOf = new WeakMap<SettledRuns, ColumnTier>();
  * A fold's runs go into columns at once, and its part's text is ready for the next snapshot.
  * Kept in maps until a snapshot encoded them, and until their group was made, the runs of a
  * busy organization outlived two scavenges and died in the old generation: bench/domain.ts,
- * 200,000 charges, 5 rounds alternated, 5.7-6.1 µs a charge in all against 8.1-8.5 in maps.
+ * 200,000 charges, 7 rounds alternated, 5.7-6.1 µs a charge in all in six (7.8 in one)
+ * against 8.0-8.5 in maps.
  * A fold now takes 0.3 ms at the median, once every 512 charges (0.06 ms for the map alone;
  * measured alone, 300 folds); the next snapshot no longer encodes it, a slice at a time.
  */
