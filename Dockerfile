@@ -25,4 +25,4 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
 # The flags of `npm start` (README, Speed): the heap cap (V8 would otherwise let garbage grow
 # with the machine's memory), one V8 helper thread (sized for two cores) that collects
 # garbage beside the service's threads, and fewer full collections.
-CMD ["node", "--max-old-space-size=256", "--v8-pool-size=1", "--heap-growing-percent=100", "dist/src/main.js"]
+CMD ["node", "--max-old-space-size=256", "--v8-pool-size=1", "--heap-growing-percent=100", "--no-allocation-site-pretenuring", "dist/src/main.js"]

@@ -88,13 +88,14 @@ describe('docker-compose.yml', () => {
     const command = /^CMD (\[.*\])$/m.exec(dockerfile);
     const argv = JSON.parse(command![1]) as string[];
     // The same flags as `npm start` (and the tests' and the bench's services): the heap cap,
-    // V8's helper threads sized for two cores, and fewer full collections. Collections on
-    // the collected thread alone (--single-threaded-gc) raised the latency row's p99 by about
-    // a third (README).
+    // V8's helper threads sized for two cores, fewer full collections, and a charge's objects
+    // kept in the young generation. Collections on the collected thread alone
+    // (--single-threaded-gc) raised the latency row's p99 by about a third (README).
     expect(SERVICE_NODE_FLAGS).toContain('--max-old-space-size=256');
     expect(SERVICE_NODE_FLAGS).toContain('--v8-pool-size=1');
     expect(SERVICE_NODE_FLAGS).not.toContain('--single-threaded-gc');
     expect(SERVICE_NODE_FLAGS).toContain('--heap-growing-percent=100');
+    expect(SERVICE_NODE_FLAGS).toContain('--no-allocation-site-pretenuring');
     expect(argv).toEqual(['node', ...SERVICE_NODE_FLAGS, 'dist/src/main.js']);
     // npm test builds before Jest runs.
     expect(existsSync(join(ROOT, argv[argv.length - 1]))).toBe(true);
