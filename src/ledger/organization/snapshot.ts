@@ -353,11 +353,20 @@ const columnsOf = new WeakMap<SettledRuns, ColumnTier>();
  * A fold now takes 0.3 ms at the median, once every 512 charges (0.06 ms for the map alone;
  * measured alone, 300 folds); the next snapshot no longer encodes it, a slice at a time.
  */
-settleFoldedTiersWith((tier) => {
-  const slices = leafPart(tier);
-  while (!slices.next().done);
-  return columnsOf.get(tier)!;
-});
+settleFoldedTiersWith((tier) => columnTierOf(inOneGo(encodeTier(tier))));
+
+/** A tier of columns just encoded, with its part under a new key. */
+function columnTierOf(encoded: EncodedTier): ColumnTier {
+  return ColumnTier.encoded(encoded, { key: randomUUID(), text: encoded.text });
+}
+
+/** What work done in slices returns, done without pausing. */
+function inOneGo<Result>(slices: Generator<void, Result, void>): Result {
+  for (;;) {
+    const step = slices.next();
+    if (step.done) return step.value;
+  }
+}
 
 /**
  * Tiers of this size class and above (4^5 folds, 524,288 runs) are merged into one rather than
@@ -392,8 +401,7 @@ function* settledPiece(tier: SettledRuns): Generator<void, SettledRuns, void> {
 
 /** The tiers of `layers` merged into one tier in columns, its index built a slice at a time. */
 function* mergedOf(layers: SettledRuns): Generator<void, ColumnTier, void> {
-  const encoded = yield* encodeTier(layers);
-  const merged = ColumnTier.encoded(encoded, { key: randomUUID(), text: encoded.text });
+  const merged = columnTierOf(yield* encodeTier(layers));
   yield* merged.indexInSlices();
   return merged;
 }
@@ -878,11 +886,7 @@ function withRareFields(run: CharmRun, [, refunded, refunds, reservationId]: Rar
 
 /** A snapshot at once (tests and tools). */
 export function serializeOrganization(state: OrganizationState): OrganizationSnapshot {
-  const slices = serializeOrganizationInSlices(state);
-  for (;;) {
-    const step = slices.next();
-    if (step.done) return step.value;
-  }
+  return inOneGo(serializeOrganizationInSlices(state));
 }
 
 /**
