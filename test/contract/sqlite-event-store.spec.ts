@@ -91,7 +91,7 @@ describe.each(WRITES)('SqliteEventStore, writes %s', (writes) => {
     const file = newFile();
     await open(file).close();
     const raw = new Database(file);
-    expect(raw.pragma('user_version', { simple: true })).toBe(3);
+    expect(raw.pragma('user_version', { simple: true })).toBe(4);
     raw.pragma('user_version = 99');
     raw.close();
     expect(() => open(file)).toThrow(/schema version 99/);
@@ -108,7 +108,7 @@ describe.each(WRITES)('SqliteEventStore, writes %s', (writes) => {
     raw.close();
 
     const store = open(file);
-    expect(readFile(file, (db) => db.pragma('user_version', { simple: true }))).toBe(3);
+    expect(readFile(file, (db) => db.pragma('user_version', { simple: true }))).toBe(4);
     const old = await store.loadSnapshot('organization-old');
     expect(old).toEqual({
       streamId: 'organization-old',
@@ -136,11 +136,41 @@ describe.each(WRITES)('SqliteEventStore, writes %s', (writes) => {
     raw.close();
 
     const store = open(file);
-    expect(readFile(file, (db) => db.pragma('user_version', { simple: true }))).toBe(3);
+    expect(readFile(file, (db) => db.pragma('user_version', { simple: true }))).toBe(4);
     expect(await store.loadSnapshot('organization-old')).toMatchObject({
       revision: 9n,
       parts: [{ key: 'tier-0', text: '[1,2]' }],
     });
+  });
+
+  it('brings a file of schema version 3 up to date: appends go on from the revisions its events reached', async () => {
+    const file = newFile();
+    const before = open(file);
+    await before.appendToStream('organization-old', newEvents(3), 'no_stream');
+    await before.close();
+    // Version 3 kept each stream's revision in a table of its own beside the events.
+    const raw = new Database(file);
+    raw.exec(`CREATE TABLE streams (stream_id TEXT PRIMARY KEY, revision INTEGER NOT NULL) STRICT;
+      INSERT INTO streams VALUES ('organization-old', 2);`);
+    raw.pragma('user_version = 3');
+    raw.close();
+
+    const store = open(file);
+    const tables = readFile(file, (db) =>
+      db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").pluck().all(),
+    );
+    expect(tables).not.toContain('streams');
+    expect(readFile(file, (db) => db.pragma('user_version', { simple: true }))).toBe(4);
+    await expect(store.appendToStream('organization-old', [newEvent()], 1n)).rejects.toThrow(
+      WrongExpectedRevisionError,
+    );
+    await expect(
+      store.appendToStream('organization-old', [newEvent()], 'no_stream'),
+    ).rejects.toThrow(WrongExpectedRevisionError);
+    const appended = await store.appendToStream('organization-old', [newEvent()], 2n);
+    expect(appended.nextExpectedRevision).toBe(3n);
+    const fresh = await store.appendToStream('organization-new', [newEvent()], 'no_stream');
+    expect(fresh.nextExpectedRevision).toBe(0n);
   });
 
   it('refuses a damaged file at open, naming it, and leaves it as it was', async () => {

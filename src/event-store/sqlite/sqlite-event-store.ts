@@ -161,6 +161,8 @@ const MIGRATIONS: readonly string[] = [
      text TEXT NOT NULL,
      PRIMARY KEY (stream_id, part_key, piece)
    ) STRICT;`,
+  // A stream's revision is read from its events (the (stream_id, revision) index).
+  `DROP TABLE IF EXISTS streams;`,
 ];
 
 /**

@@ -192,7 +192,6 @@ export class SqliteWriter {
         throw error;
       }
     }
-    this.statements.upsertStream.run(streamId, revision);
     return { nextExpectedRevision: revision, position };
   }
 
@@ -268,8 +267,10 @@ class PartsMissing extends Error {
 
 function prepareWrites(db: Database.Database) {
   return {
+    // From the events' own (stream_id, revision) index, not a row per stream kept beside it:
+    // over a thousand organizations that row dirtied a page of its own for every append.
     streamRevision: db
-      .prepare<[string], bigint>('SELECT revision FROM streams WHERE stream_id = ?')
+      .prepare<[string], bigint | null>('SELECT max(revision) FROM events WHERE stream_id = ?')
       .pluck(),
     headPosition: db.prepare<[], bigint>('SELECT coalesce(max(position), 0) FROM events').pluck(),
     eventIdAt: db
@@ -280,10 +281,6 @@ function prepareWrites(db: Database.Database) {
     insertEvent: db.prepare<[string, string, bigint, string, string, string]>(
       `INSERT INTO events (event_id, stream_id, revision, type, data, metadata)
          VALUES (?, ?, ?, ?, ?, ?)`,
-    ),
-    upsertStream: db.prepare<[string, bigint]>(
-      `INSERT INTO streams (stream_id, revision) VALUES (?, ?)
-       ON CONFLICT (stream_id) DO UPDATE SET revision = excluded.revision`,
     ),
     saveSnapshot: db.prepare<[string, bigint, bigint, number, string]>(
       `INSERT INTO snapshots (stream_id, revision, position, schema_version, state)
