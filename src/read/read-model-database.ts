@@ -37,6 +37,10 @@ export function readModelDataSource(
     prepareDatabase: (db: { pragma(text: string): unknown }) => {
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');
+      // A multi-row upsert keeps the pages it changes in a statement journal, in case it
+      // fails halfway; past 64 KiB SQLite spilled that to a temporary file, with a write
+      // for every page and its number: as many system calls as the log itself took.
+      db.pragma('temp_store = MEMORY');
     },
     ...common,
   });

@@ -1,3 +1,5 @@
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import fc from 'fast-check';
 import type { DataSource } from 'typeorm';
 import type { Change } from '../../projections';
@@ -144,5 +146,72 @@ describe.each(['sqlite', 'postgres'] as const)('read-model changes on %s', (data
       ),
     ).rejects.toThrow('can only add integers');
     expect((await grants()).map((row) => row.remaining)).toEqual([1000, 1000]);
+  });
+});
+
+describe('read-model changes on SQLite, as system calls', () => {
+  let dataDir: string;
+  let dataSource: DataSource;
+
+  beforeAll(async () => {
+    dataDir = newDataDir();
+    dataSource = await readModelDataSource({ dataDir }).initialize();
+  });
+  afterAll(async () => {
+    await dataSource.destroy();
+    removeDataDir(dataDir);
+  });
+
+  /** Write system calls this thread has made so far (better-sqlite3 writes on the caller's). */
+  const writeCalls = () =>
+    Number(/^syscw:\s+(\d+)$/m.exec(readFileSync('/proc/thread-self/io', 'utf8'))![1]);
+  const logBytes = () => statSync(join(dataDir, 'read-models.sqlite-wal')).size;
+
+  it('writes a page of changes over many organizations with a write per log frame, not a temporary file beside it', async () => {
+    const organizations = Array.from({ length: 3000 }, (_, i) => `org-${(i * 7919) % 3000}`);
+    await applyChanges(
+      organizations.map((organization) => grantRow(organization, 'g1')),
+      (sql, parameters) => dataSource.query(sql, parameters),
+      'sqlite',
+    );
+    // Start the log over (its 32-byte header stays), so that its growth is the page's frames.
+    await dataSource.query('PRAGMA wal_checkpoint(TRUNCATE)');
+    // A charge's rows over 3,000 organizations: from the second statement on, each changes
+    // pages the transaction changed before, which SQLite keeps in a statement journal.
+    const page: Change[] = organizations.flatMap((organization, i): Change[] => [
+      {
+        kind: 'upsert',
+        table: 'usage_runs',
+        key: { organization_id: organization, run_id: `run-${i}` },
+        set: {
+          charm_id: 'summarize',
+          user_id: 'bob',
+          charged_at: '2026-11-30T00:00:00.000Z',
+          day: '2026-11-30',
+          credits: 1,
+          refunded: 0,
+        },
+      },
+      {
+        kind: 'increment',
+        table: GRANTS,
+        key: { organization_id: organization, grant_id: 'g1' },
+        add: { remaining: -1, held: 0 },
+      },
+    ]);
+    const before = writeCalls();
+    await dataSource.transaction((manager) =>
+      applyChanges(page, (sql, parameters) => manager.query(sql, parameters), 'sqlite'),
+    );
+    const calls = writeCalls() - before;
+    // A frame is a header and a page: two writes. A statement journal spilled to a file
+    // wrote each changed page there too, with its number: 761 writes for 123 frames here.
+    const frames = (logBytes() - 32) / (4096 + 24);
+    expect(frames).toBeGreaterThan(30);
+    expect(calls).toBeLessThanOrEqual(2 * frames + 8);
+    const [{ remaining }] = await dataSource.query(
+      `SELECT sum(remaining) AS remaining FROM ${GRANTS}`,
+    );
+    expect(Number(remaining)).toBe(3000 * 999);
   });
 });
