@@ -585,16 +585,33 @@ function reached(rate: number | undefined, floor: LoadReport): string {
     : `the service reached ${fmt((100 * rate) / floor.throughput)}% of it`;
 }
 
+/**
+ * Whether the floor itself meets its service row's target. When it does not, the machine is
+ * too slow right now for that target whatever the ledger does on top of the contract's I/O:
+ * the speed of this shared machine changes from day to day by more than any change of code.
+ */
+function floorAgainst(target: string, met: boolean): string {
+  return `the floor itself ${met ? 'meets' : 'misses'} the row's target (${target})`;
+}
+
 const CONTRACT_IO = "the contract's I/O alone (bench/floor)";
+
+/** The targets that the floor rows are held against too. */
+const HOT_MINIMUM = 15_000;
+const HOT_TARGET = '>= 15,000 charges/s';
+const SPREAD_MINIMUM = 15_000;
+const SPREAD_TARGET = '>= 15,000 charges/s';
+const LATENCY_MAXIMUM_MS = 10;
+const LATENCY_TARGET = 'p99 <= 10 ms';
 
 const scenarios: Record<string, Scenario> = {
   async hot(timing, rows) {
     const measured = await hotOrganization({}, timing);
     rows.push({
       scenario: 'one hot organization, 64 requesters over NATS, SQLite store',
-      target: '>= 15,000 charges/s and >= 4x baseline',
+      target: `${HOT_TARGET} and >= 4x baseline`,
       ...measured.row,
-      met: measured.throughput >= 15_000 && measured.ratio >= 4 && measured.row.booksBalanced,
+      met: measured.throughput >= HOT_MINIMUM && measured.ratio >= 4 && measured.row.booksBalanced,
     });
     hotRate = measured.throughput;
   },
@@ -612,7 +629,7 @@ const scenarios: Record<string, Scenario> = {
       floorRow(
         `${CONTRACT_IO}, one hot organization, 64 requesters`,
         measured,
-        reached(hotRate, measured.report),
+        `${reached(hotRate, measured.report)}; ${floorAgainst(HOT_TARGET, measured.report.throughput >= HOT_MINIMUM)}`,
       ),
     );
   },
@@ -644,8 +661,8 @@ const scenarios: Record<string, Scenario> = {
     rows.push(
       throughputRow(
         '1,000 organizations, charges spread evenly, NATS',
-        '>= 15,000 charges/s',
-        15_000,
+        SPREAD_TARGET,
+        SPREAD_MINIMUM,
         measured,
       ),
     );
@@ -662,7 +679,7 @@ const scenarios: Record<string, Scenario> = {
       floorRow(
         `${CONTRACT_IO}, 1,000 organizations spread`,
         measured,
-        reached(spreadRate, measured.report),
+        `${reached(spreadRate, measured.report)}; ${floorAgainst(SPREAD_TARGET, measured.report.throughput >= SPREAD_MINIMUM)}`,
       ),
     );
   },
@@ -705,13 +722,13 @@ const scenarios: Record<string, Scenario> = {
     });
     rows.push({
       scenario: `latency at half the hot rate (${rate}/s, open loop)`,
-      target: 'p99 <= 10 ms',
+      target: LATENCY_TARGET,
       throughput: measured.report.throughput,
       p50: measured.report.p50,
       p99: measured.report.p99,
       peakRssMb: measured.rss,
       measured: `p99 ${fmt(measured.report.p99, 2)} ms (service: ${measured.stalls}; ${cpuText(measured.cpu)})`,
-      met: measured.report.p99 <= 10 && measured.balanced,
+      met: measured.report.p99 <= LATENCY_MAXIMUM_MS && measured.balanced,
       booksBalanced: measured.balanced,
       ...cpuFields(measured.cpu),
     });
@@ -736,7 +753,7 @@ const scenarios: Record<string, Scenario> = {
         floorRow(
           `${what}, at the latency row's rate (${rate}/s, open loop)`,
           measured,
-          `p99 ${fmt(measured.report.p99, 2)} ms, ${service}`,
+          `p99 ${fmt(measured.report.p99, 2)} ms, ${service}; ${floorAgainst(LATENCY_TARGET, measured.report.p99 <= LATENCY_MAXIMUM_MS)}`,
         ),
       );
     }
