@@ -586,9 +586,11 @@ function reached(rate: number | undefined, floor: LoadReport): string {
 }
 
 /**
- * Whether the floor itself meets its service row's target. When it does not, the machine is
- * too slow right now for that target whatever the ledger does on top of the contract's I/O:
- * the speed of this shared machine changes from day to day by more than any change of code.
+ * Whether the floor itself meets its service row's target. The ledger does all of the floor's
+ * I/O and its own work besides, with the same store, publisher and threads: a target the
+ * floor misses, the ledger could meet only by waiting on round trips less than the floor
+ * does (the hard bound is the floor's ceiling, in its CPU text). This machine's speed moves
+ * both by more from one day to the next than any change of code here has.
  */
 function floorAgainst(target: string, met: boolean): string {
   return `the floor itself ${met ? 'meets' : 'misses'} the row's target (${target})`;
